@@ -1,0 +1,209 @@
+"""The request loop git-lfs talks to: ``serve(stdin, stdout, store, ...)``.
+
+One request at a time (git-lfs gets parallelism by starting several agents).
+Init is validated and answered with the standard library alone so a spawned
+agent replies in a few tens of milliseconds; pydantic (``messages``) and boto3
+(inside the store) are imported when the first transfer request arrives.
+Per-object problems become a ``complete`` with an error and the loop goes on;
+only configuration problems fail init. The loop ends with exit status 0 on
+``terminate`` or end of input.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from lfs_s3_agent.errors import AgentError, BadRequest, Code, ConfigError, IntegrityError, LocalFileError
+from lfs_s3_agent.progress import ProgressReporter
+from lfs_s3_agent.wire import LineReader, LineWriter, decode_line
+
+if TYPE_CHECKING:
+    from lfs_s3_agent.messages import CompleteEvent, DownloadRequest, UploadRequest
+    from lfs_s3_agent.store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+TMP_PREFIX = "lfs-s3-agent-"
+
+
+@dataclass(frozen=True)
+class InitRequest:
+    """``{"event":"init","operation":...,"remote":...,"concurrent":...,"concurrenttransfers":...}``."""
+
+    operation: str
+    remote: str = ""
+    concurrent: bool = True
+    concurrenttransfers: int = 1
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> InitRequest:
+        operation = raw.get("operation")
+        if operation not in ("upload", "download"):
+            raise BadRequest(f"invalid init request: operation must be upload or download (got {operation!r})")
+        remote = raw.get("remote", "")
+        transfers = raw.get("concurrenttransfers", 1)
+        if not isinstance(transfers, int) or isinstance(transfers, bool) or transfers < 1:
+            transfers = 1
+        return cls(operation=operation, remote=remote if isinstance(remote, str) else "",
+                   concurrent=bool(raw.get("concurrent", True)), concurrenttransfers=transfers)
+
+
+class Agent:
+    """The state of one session: the init handshake, the store and where downloads go."""
+
+    def __init__(self, writer: LineWriter, store: ObjectStore, *, tmp_dir: Path | None,
+                 config_error: ConfigError | None = None, progress_interval: float = 0.1) -> None:
+        self.writer = writer
+        self.store = store
+        self.tmp_dir = tmp_dir
+        self.config_error = config_error
+        self.progress_interval = progress_interval
+        self.init: InitRequest | None = None
+
+    def handle_line(self, line: bytes) -> bool:
+        """Answer one request line; False when the session is over (terminate)."""
+        try:
+            raw = decode_line(line)
+        except BadRequest as exc:
+            log.error("ignoring request line: %s", exc.message)
+            return True
+        if raw.get("event") == "init":
+            self.writer.write(self._handshake(raw))
+            return True
+        from lfs_s3_agent import messages  # first transfer request: now pydantic is worth its cost
+
+        try:
+            request = messages.parse_request(raw)
+            if request.event == "terminate":
+                return False
+            if self.init is None:
+                raise BadRequest(f"{request.event} request before a successful init", oid=request.oid)
+        except BadRequest as exc:
+            self._reject(exc)
+            return True
+        self.writer.write(messages.encode(self._transfer(request)))
+        return True
+
+    def _handshake(self, raw: dict[str, Any]) -> dict[str, Any]:
+        if self.init is not None:
+            return _error_reply(Code.BAD_REQUEST, "init already received in this session")
+        try:
+            request = InitRequest.parse(raw)
+        except BadRequest as exc:
+            return _error_reply(exc.code, exc.message)
+        if self.config_error is not None:
+            return _error_reply(Code.CONFIG, f"lfs-s3-agent: {self.config_error.message}")
+        self.init = request
+        log.debug("init: %s", request)
+        return {}
+
+    def _reject(self, exc: BadRequest) -> None:
+        from lfs_s3_agent.messages import CompleteEvent, encode
+
+        if exc.oid is None:
+            # Nothing to answer: git-lfs matches replies by oid, and an unsolicited line would be
+            # taken as the reply to its next request.
+            log.error("ignoring request: %s", exc.message)
+        else:
+            self.writer.write(encode(CompleteEvent.failed(exc.oid, exc.code, exc.message)))
+
+    def _transfer(self, request: UploadRequest | DownloadRequest) -> CompleteEvent:
+        from lfs_s3_agent.messages import CompleteEvent, ProgressEvent, encode
+
+        oid = request.oid
+
+        def emit(so_far: int, since_last: int) -> None:
+            self.writer.write(encode(ProgressEvent(oid=oid, bytesSoFar=so_far, bytesSinceLast=since_last)))
+
+        progress = ProgressReporter(request.size, emit, interval=self.progress_interval)
+        try:
+            if request.event == "upload":
+                self._upload(request, progress)
+                return CompleteEvent(oid=oid)
+            return CompleteEvent(oid=oid, path=self._download(request, progress))
+        except AgentError as exc:
+            log.error("%s %s failed: [%d] %s", request.event, oid, exc.code, exc.message)
+            return CompleteEvent.failed(oid, exc.code, exc.message)
+        except Exception as exc:  # a bug: report it for this object and keep serving
+            log.exception("%s %s failed unexpectedly", request.event, oid)
+            return CompleteEvent.failed(oid, Code.INTERNAL, f"internal error ({type(exc).__name__}: "
+                                        f"{exc}); please report it with the output of GIT_TRACE=1")
+
+    def _upload(self, request: UploadRequest, progress: ProgressReporter) -> None:
+        path = Path(request.path)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise LocalFileError(f"cannot read the object to upload at {path}: {exc.strerror}") from None
+        if not path.is_file():
+            raise LocalFileError(f"the object to upload at {path} is not a regular file")
+        if st.st_size != request.size:
+            raise LocalFileError(f"the object to upload at {path} has {st.st_size} bytes, but the "
+                                 f"request says {request.size}; run `git lfs fsck`")
+        if not os.access(path, os.R_OK):
+            raise LocalFileError(f"cannot read the object to upload at {path}: permission denied")
+        uploaded = self.store.upload(request.oid, request.size, path, progress)
+        log.info("%s %s (%d bytes)", "uploaded" if uploaded else "already stored", request.oid, request.size)
+
+    def _download(self, request: DownloadRequest, progress: ProgressReporter) -> str:
+        if self.tmp_dir is None:
+            raise LocalFileError("cannot download: not inside a git repository (no lfs/tmp directory)")
+        try:
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=self.tmp_dir, prefix=f"{TMP_PREFIX}{request.oid[:12]}-")
+        except OSError as exc:
+            raise LocalFileError(f"cannot create a temporary file in {self.tmp_dir}: {exc.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as sink:
+                digest = self.store.download(request.oid, request.size, sink, progress)
+                written = sink.tell()
+            where = self.store.describe(request.oid)
+            if written != request.size:
+                raise IntegrityError(f"{where}: got {written} bytes, expected {request.size}; the stored "
+                                     "object is truncated or was replaced")
+            if digest != request.oid:
+                raise IntegrityError(f"{where}: downloaded bytes have SHA-256 {digest}, not the oid; the "
+                                     "stored object is corrupt or was replaced (nothing was checked out)")
+            progress.finish()
+            return tmp_name
+        except BaseException:
+            _remove(tmp_name)
+            raise
+
+
+def _error_reply(code: int, message: str) -> dict[str, Any]:
+    return {"error": {"code": int(code), "message": message}}
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.error("could not remove temporary file %s: %s", path, exc)
+
+
+def serve(stdin: IO[bytes], stdout: IO[bytes], store: ObjectStore, *, tmp_dir: Path | None,
+          config_error: ConfigError | None = None, progress_interval: float = 0.1) -> int:
+    """Run one git-lfs session over the given streams; return the process exit status."""
+    reader = LineReader(stdin)
+    agent = Agent(LineWriter(stdout), store, tmp_dir=tmp_dir, config_error=config_error,
+                  progress_interval=progress_interval)
+    while True:
+        try:
+            line = reader.read()
+        except BadRequest as exc:
+            log.error("ignoring request line: %s", exc.message)
+            continue
+        if line is None:
+            log.debug("end of input: exiting")
+            return 0
+        if not agent.handle_line(line):
+            log.debug("terminate: exiting")
+            return 0

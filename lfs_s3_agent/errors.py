@@ -1,0 +1,84 @@
+"""Error hierarchy shared by every layer, each cause with its own documented code.
+
+Codes travel to git-lfs in ``complete``/init error messages and are listed in the
+README. ``AgentError`` subclasses are either per-object (the request loop reports
+them and goes on) or fatal (only configuration and init problems). Standard
+library only: the agent imports this before it answers init.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Code(IntEnum):
+    """Error codes the agent reports to git-lfs (documented in README.md)."""
+
+    CONFIG = 32  #: settings missing or invalid; git-lfs's conventional init error code
+    BAD_REQUEST = 40  #: a protocol line that is not a valid request
+    LOCAL_FILE = 41  #: the upload file or the download directory cannot be used
+    INTEGRITY = 42  #: bytes do not match the oid or size (either direction)
+    NOT_FOUND = 43  #: the object is not in the store
+    NO_SUCH_BUCKET = 44  #: the configured bucket does not exist
+    ACCESS_DENIED = 45  #: credentials are valid but not allowed to do this
+    CREDENTIALS = 46  #: credentials missing, unknown, expired or with a wrong secret
+    NETWORK = 47  #: the endpoint cannot be reached
+    TIMEOUT = 48  #: the endpoint stopped answering in time
+    ARCHIVED = 49  #: the object is in an archive storage class and must be restored
+    S3_ERROR = 50  #: any other error reported by the S3 service
+    INTERNAL = 59  #: a bug in lfs-s3-agent; please report it
+
+
+class AgentError(Exception):
+    """Base class: an error with a code and a message that tells the user what to do."""
+
+    code: Code = Code.INTERNAL
+
+    def __init__(self, message: str, *, code: Code | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class ConfigError(AgentError):
+    """Settings are missing or invalid: fatal, reported on init."""
+
+    code = Code.CONFIG
+
+
+class BadRequest(AgentError):
+    """A request line that is not valid; ``oid`` is set when one could be read."""
+
+    code = Code.BAD_REQUEST
+
+    def __init__(self, message: str, *, oid: str | None = None) -> None:
+        super().__init__(message)
+        self.oid = oid
+
+
+class LocalFileError(AgentError):
+    code = Code.LOCAL_FILE
+
+
+class IntegrityError(AgentError):
+    code = Code.INTEGRITY
+
+
+class StoreError(AgentError):
+    """An S3 failure translated at the store boundary; the code names the cause."""
+
+    code = Code.S3_ERROR
+
+    def __init__(self, message: str, *, code: Code = Code.S3_ERROR, transient: bool = False) -> None:
+        super().__init__(message, code=code)
+        self.transient = transient
+
+
+class GitError(AgentError):
+    """A git command failed or we are not inside a repository."""
+
+    code = Code.CONFIG

@@ -1,0 +1,93 @@
+"""Git subprocess helpers: where the repository is, where git-lfs keeps its files, config I/O.
+
+Everything is derived from git itself (``rev-parse --path-format=absolute``), never
+from a relative ``.git``: the agent inherits the user's cwd, which may be a
+subdirectory, and ``.git`` may be a file (worktrees, submodules). Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from lfs_s3_agent.errors import GitError
+
+NOT_A_REPO = (
+    "not inside a git repository: run this from a clone (cd into it), "
+    "or create one with `git init`"
+)
+
+
+def git(*args: str, cwd: str | os.PathLike[str] | None = None, check: bool = True,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run git with captured text output; raise GitError with git's message on failure."""
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, env=env, check=False
+        )
+    except FileNotFoundError:
+        raise GitError("git is not installed or not on PATH: install git (e.g. `apt-get install git`)") from None
+    if check and proc.returncode != 0:
+        detail = proc.stderr.strip() or f"exit status {proc.returncode}"
+        raise GitError(f"`git {' '.join(args)}` failed: {detail}")
+    return proc
+
+
+@dataclass(frozen=True)
+class RepoPaths:
+    git_dir: Path  #: this worktree's git dir (``.git`` or ``.git/worktrees/<name>``)
+    common_dir: Path  #: the repository's shared git dir, where ``lfs/`` lives
+    toplevel: Path | None  #: the worktree root; None in a bare repository
+
+
+def repo_paths(cwd: str | os.PathLike[str] | None = None) -> RepoPaths:
+    """Locate the repository containing ``cwd``; GitError if there is none."""
+    # --show-toplevel comes last: in a bare repository it fails after printing the others.
+    proc = git("rev-parse", "--path-format=absolute", "--absolute-git-dir", "--git-common-dir",
+               "--show-toplevel", cwd=cwd, check=False)
+    lines = proc.stdout.splitlines()
+    if proc.returncode != 0 and len(lines) < 2:
+        if "not a git repository" in proc.stderr:
+            raise GitError(NOT_A_REPO)
+        raise GitError(f"`git rev-parse` failed: {proc.stderr.strip()}")
+    toplevel = Path(lines[2]) if proc.returncode == 0 and len(lines) > 2 else None
+    return RepoPaths(git_dir=Path(lines[0]), common_dir=Path(lines[1]), toplevel=toplevel)
+
+
+def lfs_storage_dir(paths: RepoPaths, lfs_storage: str | None) -> Path:
+    """git-lfs's storage dir: ``lfs.storage`` (relative to the common dir) or ``<common>/lfs``."""
+    if lfs_storage:
+        storage = Path(os.path.expanduser(lfs_storage))
+        return storage if storage.is_absolute() else paths.common_dir / storage
+    return paths.common_dir / "lfs"
+
+
+def read_config(pattern: str, cwd: str | os.PathLike[str] | None = None,
+                scope: str | None = None) -> list[tuple[str, str]]:
+    """All (key, value) pairs whose key matches the regex, in git's precedence order (last wins)."""
+    args = ["config", "-z"]
+    if scope:
+        args.append(f"--{scope}")
+    proc = git(*args, "--get-regexp", pattern, cwd=cwd, check=False)
+    if proc.returncode not in (0, 1):  # 1 means no key matched
+        raise GitError(f"cannot read git config: {proc.stderr.strip()}")
+    pairs = []
+    for entry in proc.stdout.split("\0"):
+        if entry:
+            key, _, value = entry.partition("\n")
+            pairs.append((key, value))
+    return pairs
+
+
+def set_config(key: str, value: str, cwd: str | os.PathLike[str] | None = None) -> None:
+    git("config", "--local", key, value, cwd=cwd)
+
+
+def unset_config(key: str, cwd: str | os.PathLike[str] | None = None) -> bool:
+    """Remove a local key; True when it was there."""
+    proc = git("config", "--local", "--unset-all", key, cwd=cwd, check=False)
+    if proc.returncode not in (0, 5):  # 5: the key was not set
+        raise GitError(f"cannot unset {key}: {proc.stderr.strip()}")
+    return proc.returncode == 0

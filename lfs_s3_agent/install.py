@@ -1,0 +1,165 @@
+"""Set a repository up for the agent (``install``/``uninstall``) and clone one (``clone``).
+
+``install`` writes only local git config (plus the committed settings file with
+``--save``): the four keys git-lfs needs to run us as its standalone transfer
+agent, and the settings given as flags. ``.lfsconfig`` cannot carry those keys
+(git-lfs ignores them there for safety), so every clone runs ``install`` once.
+``uninstall`` removes exactly what ``install`` wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lfs_s3_agent import gitrepo, settings
+from lfs_s3_agent.errors import ConfigError, GitError
+
+AGENT_NAME = "lfs-s3-agent"
+LFS_INSTALL_MARK = f"{settings.GIT_SECTION}.lfs-install"
+
+
+def agent_keys() -> dict[str, str]:
+    """The git config git-lfs reads to start us (``sh -c '"<path>" <args>'``)."""
+    base = f"lfs.customtransfer.{AGENT_NAME}"
+    return {
+        f"{base}.path": sys.executable,
+        f"{base}.args": "-m lfs_s3_agent serve",
+        f"{base}.concurrent": "true",
+        "lfs.standalonetransferagent": AGENT_NAME,
+    }
+
+
+@dataclass
+class InstallReport:
+    repo: Path
+    written: dict[str, str] = field(default_factory=dict)
+    settings_file: Path | None = None
+    ran_lfs_install: bool = False
+    location: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def require_git_lfs() -> str:
+    try:
+        proc = subprocess.run(["git", "lfs", "version"], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise GitError("git is not installed or not on PATH: install git") from None
+    if proc.returncode != 0:
+        raise GitError("git-lfs is not installed: install it (Debian/Ubuntu: `apt-get install git-lfs`, "
+                       "macOS: `brew install git-lfs`, others: https://git-lfs.com) and run this again")
+    return proc.stdout.strip()
+
+
+def install(flags: Mapping[str, Any], *, save: bool = False, cwd: str | os.PathLike[str] | None = None
+            ) -> InstallReport:
+    """Configure the repository at ``cwd``; nothing is written unless the result is valid."""
+    repo = gitrepo.repo_paths(cwd)
+    require_git_lfs()
+    given = {k: v for k, v in flags.items() if v is not None}
+    # Validate the settings as they will be after this install before writing anything.
+    resolved = settings.load(given, cwd=cwd)
+    report = InstallReport(repo=repo.toplevel or repo.git_dir)
+    if save:
+        if repo.toplevel is None:
+            raise ConfigError("--save needs a working tree (this is a bare repository)")
+        report.settings_file = save_settings_file(repo.toplevel, given)
+        shadowed = [key for key, _ in gitrepo.read_config(rf"^{settings.GIT_SECTION}\.", cwd=cwd)
+                    if key.split(".", 1)[1].replace("-", "_") in given]
+        if shadowed:
+            report.notes.append("git config also sets " + ", ".join(shadowed) + ", which overrides the "
+                                "file; remove with `git config --unset KEY`")
+    else:
+        for name, value in given.items():
+            key = settings.FIELDS_BY_NAME[name].git_key
+            gitrepo.set_config(key, str(resolved.values[name]), cwd=cwd)
+            report.written[key] = str(resolved.values[name])
+    if not _lfs_filters_configured(cwd):
+        gitrepo.git("lfs", "install", "--local", cwd=cwd)
+        gitrepo.set_config(LFS_INSTALL_MARK, "true", cwd=cwd)
+        report.ran_lfs_install = True
+    for key, value in agent_keys().items():
+        gitrepo.set_config(key, value, cwd=cwd)
+        report.written[key] = value
+    s = resolved.values
+    where = f"s3://{s['bucket']}/{s['prefix']}".rstrip("/")
+    report.location = where + (f" at {s['endpoint_url']}" if s["endpoint_url"] else "")
+    return report
+
+
+def _lfs_filters_configured(cwd: str | os.PathLike[str] | None) -> bool:
+    return bool(gitrepo.read_config(r"^filter\.lfs\.process$", cwd=cwd))
+
+
+def save_settings_file(toplevel: Path, given: Mapping[str, Any]) -> Path:
+    """Merge the given settings into the committed file, written atomically."""
+    path = toplevel / settings.SETTINGS_FILE
+    problems: list[str] = []
+    current = settings.read_settings_file(path, problems)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    merged = {**current, **{k: settings.FIELDS_BY_NAME[k].normalize(v) for k, v in given.items()}}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(settings.render_settings_file(merged), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class UninstallReport:
+    removed: list[str] = field(default_factory=list)
+    ran_lfs_uninstall: bool = False
+
+
+def uninstall(*, keep_settings: bool = False, cwd: str | os.PathLike[str] | None = None) -> UninstallReport:
+    """Remove what ``install`` wrote to the local git config (never the committed file)."""
+    gitrepo.repo_paths(cwd)
+    report = UninstallReport()
+    local = dict(gitrepo.read_config(r".", cwd=cwd, scope="local"))
+    for key, value in agent_keys().items():
+        if key == "lfs.standalonetransferagent" and local.get(key) != AGENT_NAME:
+            continue  # someone else's agent: not ours to remove
+        if key in local and gitrepo.unset_config(key, cwd=cwd):
+            report.removed.append(key)
+    if local.get(LFS_INSTALL_MARK) == "true":
+        gitrepo.git("lfs", "uninstall", "--local", cwd=cwd)
+        report.ran_lfs_uninstall = True
+        gitrepo.unset_config(LFS_INSTALL_MARK, cwd=cwd)
+        report.removed.append(LFS_INSTALL_MARK)
+    if not keep_settings:
+        for spec in settings.FIELDS:
+            if spec.git_key in local and gitrepo.unset_config(spec.git_key, cwd=cwd):
+                report.removed.append(spec.git_key)
+    # Drop the now-empty sections git leaves behind.
+    for section in (f"lfs.customtransfer.{AGENT_NAME}", settings.GIT_SECTION):
+        if not gitrepo.read_config(rf"^{section.replace('.', '[.]')}\.", cwd=cwd, scope="local"):
+            gitrepo.git("config", "--local", "--remove-section", section, cwd=cwd, check=False)
+    return report
+
+
+def clone_dir_for(url: str) -> str:
+    """The directory name ``git clone URL`` would pick."""
+    tail = url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+    tail = tail[:-4] if tail.endswith(".git") else tail
+    return tail or "repo"
+
+
+def clone(url: str, directory: str | None, flags: Mapping[str, Any], *, save: bool = False,
+          git_args: list[str] | None = None) -> tuple[Path, InstallReport]:
+    """``GIT_LFS_SKIP_SMUDGE=1 git clone``, then ``install``, then ``git lfs pull``."""
+    target = Path(directory or clone_dir_for(url)).absolute()
+    env = {**os.environ, "GIT_LFS_SKIP_SMUDGE": "1"}
+    proc = subprocess.run(["git", "clone", *(git_args or []), url, str(target)], env=env, check=False)
+    if proc.returncode != 0:
+        raise GitError(f"`git clone {url}` failed (exit status {proc.returncode}); see git's message above")
+    report = install(flags, save=save, cwd=target)
+    proc = subprocess.run(["git", "lfs", "pull"], cwd=target, check=False)
+    if proc.returncode != 0:
+        raise GitError(f"cloned into {target} and installed, but `git lfs pull` failed; fix the cause "
+                       "shown above and run `git lfs pull` in that directory")
+    return target, report

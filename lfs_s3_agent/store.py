@@ -1,0 +1,303 @@
+"""The object store: where LFS objects live in S3, and S3 errors translated into ours.
+
+``ObjectStore`` is the contract the agent loop needs; ``S3Store`` implements it with
+boto3. Keys are content-addressed: ``<prefix>/<oid[0:2]>/<oid[2:4]>/<oid>``. boto3
+and pydantic are imported on first use, not at import time, so building an
+``S3Store`` costs nothing before git-lfs's init is answered.
+
+Every botocore exception is translated here, at the boundary, into a
+``StoreError`` whose code names the cause. A HEAD answered 403 is never read as
+"absent": it is diagnosed with a request whose error has a body.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import random
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+from lfs_s3_agent.errors import AgentError, Code, IntegrityError, StoreError
+from lfs_s3_agent.progress import ProgressReporter
+from lfs_s3_agent.transfer import CHUNK, HashingReader
+
+if TYPE_CHECKING:
+    from lfs_s3_agent.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ObjectStore(Protocol):
+    """What the agent loop needs from a store of LFS objects."""
+
+    def describe(self, oid: str) -> str:
+        """Where an object lives, for messages (e.g. ``s3://bucket/key``)."""
+
+    def upload(self, oid: str, size: int, path: Path, progress: ProgressReporter) -> bool:
+        """Store the file's bytes under ``oid``; False when it was already there (skipped)."""
+
+    def download(self, oid: str, size: int, sink: IO[bytes], progress: ProgressReporter) -> str:
+        """Write the object's bytes to ``sink``; return their SHA-256 hex digest."""
+
+
+def object_key(prefix: str, oid: str) -> str:
+    """The content-addressed key of an oid under a prefix."""
+    tail = f"{oid[0:2]}/{oid[2:4]}/{oid}"
+    return f"{prefix}/{tail}" if prefix else tail
+
+
+def checksum_of(oid: str) -> str:
+    """The ``x-amz-checksum-sha256`` value (base64 of the digest) for an oid."""
+    return base64.b64encode(bytes.fromhex(oid)).decode("ascii")
+
+
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "TokenRefreshRequired",
+    "InvalidToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
+}
+_DENIED_CODES = {"AccessDenied", "AllAccessDisabled", "AccountProblem", "403", "Forbidden"}
+_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+_INTEGRITY_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
+_TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "500", "503",
+                    "RequestTimeTooSkewed"}
+
+
+def translate(exc: BaseException, *, bucket: str, key: str | None = None,
+              endpoint: str | None = None, region: str | None = None) -> AgentError:
+    """Turn a botocore/boto3 exception into an AgentError a user can act on."""
+    if isinstance(exc, AgentError):
+        return exc
+    from botocore import exceptions as bce
+
+    where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+    at = f" at {endpoint}" if endpoint else ""
+    if isinstance(exc, bce.ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        detail = err.get("Message") or ""
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code == "NoSuchBucket":
+            return StoreError(f"bucket {bucket!r} does not exist{at}: check the bucket name "
+                              "(`lfs-s3-agent config` shows where it is set) and the endpoint/region",
+                              code=Code.NO_SUCH_BUCKET)
+        if code in _CREDENTIAL_CODES:
+            return StoreError(f"{where}: S3 rejected the credentials ({code}: {detail}); check "
+                              "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the profile, or log in again "
+                              "(`aws sso login`)", code=Code.CREDENTIALS)
+        if code in _DENIED_CODES:
+            return StoreError(f"{where}: access denied{at} ({code}{': ' + detail if detail else ''}); "
+                              "the credentials are not allowed to do this: check the IAM policy for "
+                              "s3:GetObject/PutObject/ListBucket on this bucket and prefix",
+                              code=Code.ACCESS_DENIED)
+        if code in _MISSING_CODES:
+            return StoreError(f"{where}: object not found in the store; it was never pushed here, "
+                              "or the settings point at another bucket/prefix", code=Code.NOT_FOUND)
+        if code == "InvalidObjectState":
+            return StoreError(f"{where}: the object is archived (Glacier/Deep Archive); restore it "
+                              "first (`aws s3api restore-object`)", code=Code.ARCHIVED)
+        if code in _INTEGRITY_CODES:
+            return StoreError(f"{where}: S3 rejected the bytes as corrupt ({code}: {detail})",
+                              code=Code.INTEGRITY)
+        if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"):
+            actual = err.get("Region") or exc.response.get("ResponseMetadata", {}).get(
+                "HTTPHeaders", {}).get("x-amz-bucket-region")
+            hint = f"set --region {actual}" if actual else "set --region to the bucket's region"
+            return StoreError(f"bucket {bucket!r} is in another region ({code}): {hint}", code=Code.S3_ERROR)
+        transient = code in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500)
+        return StoreError(f"{where}: S3 error {code or status}{': ' + detail if detail else ''}",
+                          code=Code.S3_ERROR, transient=transient)
+    if isinstance(exc, (bce.NoCredentialsError, bce.PartialCredentialsError)):
+        return StoreError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                          "or --profile, or run on a host with an instance role", code=Code.CREDENTIALS)
+    if isinstance(exc, bce.ProfileNotFound):
+        return StoreError(f"{exc}: check --profile against ~/.aws/config", code=Code.CREDENTIALS)
+    if isinstance(exc, (bce.SSOError, bce.TokenRetrievalError, bce.UnauthorizedSSOTokenError)):
+        return StoreError(f"SSO credentials failed ({exc}): run `aws sso login`", code=Code.CREDENTIALS)
+    if isinstance(exc, (bce.ConnectTimeoutError, bce.ReadTimeoutError)):
+        return StoreError(f"{where}: the endpoint{at} did not answer in time ({exc}); check the network "
+                          "or raise --timeout", code=Code.TIMEOUT, transient=True)
+    if isinstance(exc, bce.SSLError):
+        return StoreError(f"{where}: TLS failed{at} ({exc}); check the endpoint URL and its certificate",
+                          code=Code.NETWORK)
+    if isinstance(exc, (bce.EndpointConnectionError, bce.ConnectionClosedError, bce.ProxyConnectionError,
+                        bce.ResponseStreamingError, bce.HTTPClientError)):
+        return StoreError(f"{where}: cannot reach the S3 endpoint{at} ({exc}); check --endpoint-url, "
+                          "--region and the network", code=Code.NETWORK, transient=True)
+    if isinstance(exc, bce.NoRegionError):
+        return StoreError("no region configured: set --region", code=Code.CONFIG)
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return StoreError(f"{where}: connection failed{at} ({exc})", code=Code.NETWORK, transient=True)
+    if isinstance(exc, OSError):
+        return StoreError(f"{where}: I/O error ({exc})", code=Code.NETWORK, transient=True)
+    return AgentError(f"{where}: unexpected {type(exc).__name__}: {exc}", code=Code.INTERNAL)
+
+
+class S3Store:
+    """LFS objects in one bucket under one prefix, through boto3."""
+
+    def __init__(self, values: Mapping[str, Any] | Settings) -> None:
+        # Plain values are accepted so that the agent can build a store before pydantic is imported.
+        self._values = values
+        self._settings: Settings | None = None
+        self._client: Any = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from lfs_s3_agent.config import Settings
+
+            values = self._values
+            self._settings = values if isinstance(values, Settings) else Settings(**values)
+        return self._settings
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = make_client(self.settings)
+        return self._client
+
+    def key(self, oid: str) -> str:
+        return object_key(self.settings.prefix, oid)
+
+    def describe(self, oid: str) -> str:
+        return f"s3://{self.settings.bucket}/{self.key(oid)}"
+
+    def _error(self, exc: BaseException, key: str | None) -> AgentError:
+        s = self.settings
+        return translate(exc, bucket=s.bucket, key=key, endpoint=s.endpoint_url, region=s.region)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def stat(self, oid: str) -> int | None:
+        """Size of the stored object, or None when it is absent."""
+        key = self.key(oid)
+        try:
+            head = self.client.head_object(Bucket=self.settings.bucket, Key=key)
+        except Exception as exc:
+            err = self._error(exc, key)
+            if err.code == Code.NOT_FOUND:
+                return None
+            if err.code == Code.ACCESS_DENIED:
+                raise self._diagnose_forbidden(key, err) from None
+            raise err from None
+        return int(head["ContentLength"])
+
+    def _diagnose_forbidden(self, key: str, fallback: AgentError) -> AgentError:
+        """A HEAD 403 has no body, so bad keys and missing permissions look alike: ask again."""
+        try:
+            self.client.list_objects_v2(Bucket=self.settings.bucket, Prefix=key, MaxKeys=1)
+        except Exception as exc:
+            err = self._error(exc, key)
+            if err.code in (Code.CREDENTIALS, Code.NO_SUCH_BUCKET, Code.ACCESS_DENIED):
+                return err
+        return fallback
+
+    # -- transfers -------------------------------------------------------------------------
+
+    def upload(self, oid: str, size: int, path: Path, progress: ProgressReporter) -> bool:
+        stored = self.stat(oid)
+        if stored == size:
+            progress.finish()
+            return False
+        key = self.key(oid)
+        if stored is not None:
+            log.warning("%s: stored size %d differs from %d; replacing it", key, stored, size)
+        extra = self._put_args()
+        with open(path, "rb") as fh:
+            body = HashingReader(fh, size, oid, progress, label=str(path))
+            try:
+                self.client.put_object(
+                    Bucket=self.settings.bucket, Key=key, Body=body, ContentLength=size,
+                    ChecksumSHA256=checksum_of(oid), ContentType="application/octet-stream", **extra,
+                )
+            except IntegrityError:
+                raise
+            except Exception as exc:
+                raise self._error(exc, key) from None
+        progress.finish()
+        return True
+
+    def _put_args(self) -> dict[str, str]:
+        s = self.settings
+        extra: dict[str, str] = {}
+        if s.sse != "none":
+            extra["ServerSideEncryption"] = s.sse
+        if s.sse_kms_key_id:
+            extra["SSEKMSKeyId"] = s.sse_kms_key_id
+        if s.storage_class:
+            extra["StorageClass"] = s.storage_class
+        return extra
+
+    def download(self, oid: str, size: int, sink: IO[bytes], progress: ProgressReporter) -> str:
+        """Stream the object into ``sink``; an interrupted body resumes where it stopped.
+
+        botocore retries failed requests, but not a body that breaks off mid-stream: that is
+        resumed here with a ranged GET pinned to the same ETag, so a changed object cannot be
+        spliced onto the bytes already written.
+        """
+        key = self.key(oid)
+        hasher = hashlib.sha256()
+        written = 0
+        etag: str | None = None
+        attempt = 0
+        while True:
+            args: dict[str, Any] = {"Bucket": self.settings.bucket, "Key": key}
+            if written:
+                args["Range"] = f"bytes={written}-"
+                if etag:
+                    args["IfMatch"] = etag
+            try:
+                resp = self.client.get_object(**args)
+                etag = etag or resp.get("ETag")
+                for chunk in resp["Body"].iter_chunks(CHUNK):
+                    sink.write(chunk)
+                    hasher.update(chunk)
+                    written += len(chunk)
+                    if written > size:
+                        raise IntegrityError(f"{self.describe(oid)}: the stored object is larger "
+                                             f"than {size} bytes; it does not match the oid")
+                    progress.add(len(chunk))
+                return hasher.hexdigest()
+            except Exception as exc:
+                err = self._error(exc, key)
+                attempt += 1
+                if not getattr(err, "transient", False) or attempt >= self.settings.max_attempts:
+                    raise err from None
+                log.warning("%s: %s; resuming at byte %d (attempt %d)", key, err.message, written, attempt + 1)
+                time.sleep(backoff(attempt))
+
+
+def backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> float:
+    """Full-jitter exponential backoff (seconds) before retry number ``attempt``."""
+    return random.uniform(0, min(cap, base * (2 ** attempt)))
+
+
+def make_client(settings: Settings) -> Any:
+    """A boto3 S3 client for the settings; credentials come from boto3's own chain."""
+    import boto3
+    from botocore.config import Config
+
+    style = settings.addressing_style
+    custom_endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
+        "AWS_ENDPOINT_URL")
+    if style == "auto" and custom_endpoint:
+        style = "path"  # most S3-compatible stores are not set up for bucket-named hosts
+    config = Config(
+        retries={"max_attempts": settings.max_attempts, "mode": "standard"},
+        connect_timeout=settings.timeout,
+        read_timeout=settings.timeout,
+        s3={"addressing_style": style},
+        request_checksum_calculation=settings.checksums,
+        response_checksum_validation=settings.checksums,
+        user_agent_appid="lfs-s3-agent",
+    )
+    try:
+        session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
+        return session.client("s3", endpoint_url=settings.endpoint_url, config=config)
+    except Exception as exc:
+        raise translate(exc, bucket=settings.bucket, endpoint=settings.endpoint_url) from None

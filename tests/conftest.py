@@ -1,0 +1,41 @@
+"""Shared fixtures: fake AWS credentials everywhere, and no ambient AWS/git config leaking in."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.s3server import TEST_ENV
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never see the developer's AWS profile, endpoints or git identity."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "LFS_S3_", "GIT_")):
+            monkeypatch.delenv(name, raising=False)
+    for name, value in TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Test\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n"
+        "[protocol \"file\"]\n\tallow = always\n"
+    )
+    yield
+
+
+@pytest.fixture
+def repo_dir(tmp_path: Path) -> Path:
+    """An empty git repository (no LFS objects yet)."""
+    import subprocess
+
+    path = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    return path

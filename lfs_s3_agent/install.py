@@ -75,7 +75,7 @@ def install(flags: Mapping[str, Any], *, save: bool = False, cwd: str | os.PathL
             report.notes.append("git config also sets " + ", ".join(shadowed) + ", which overrides the "
                                 "file; remove with `git config --unset KEY`")
     else:
-        for name, value in given.items():
+        for name in given:
             key = settings.FIELDS_BY_NAME[name].git_key
             gitrepo.set_config(key, str(resolved.values[name]), cwd=cwd)
             report.written[key] = str(resolved.values[name])
@@ -121,7 +121,7 @@ def uninstall(*, keep_settings: bool = False, cwd: str | os.PathLike[str] | None
     gitrepo.repo_paths(cwd)
     report = UninstallReport()
     local = dict(gitrepo.read_config(r".", cwd=cwd, scope="local"))
-    for key, value in agent_keys().items():
+    for key in agent_keys():
         if key == "lfs.standalonetransferagent" and local.get(key) != AGENT_NAME:
             continue  # someone else's agent: not ours to remove
         if key in local and gitrepo.unset_config(key, cwd=cwd):

@@ -10,7 +10,7 @@ pydantic costs about 100 ms.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, ValidationError
 
@@ -46,8 +46,7 @@ class TerminateRequest(_Message):
     event: Literal["terminate"]
 
 
-TransferRequest = Union[UploadRequest, DownloadRequest]
-Request = Annotated[Union[UploadRequest, DownloadRequest, TerminateRequest], Field(discriminator="event")]
+Request = Annotated[UploadRequest | DownloadRequest | TerminateRequest, Field(discriminator="event")]
 
 _REQUEST = TypeAdapter(Request)
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+from lfs_s3_agent import __version__
 from lfs_s3_agent.errors import AgentError, Code, IntegrityError, StoreError
 from lfs_s3_agent.progress import ProgressReporter
 from lfs_s3_agent.transfer import CHUNK, HashingReader
@@ -294,7 +295,7 @@ def make_client(settings: Settings) -> Any:
         s3={"addressing_style": style},
         request_checksum_calculation=settings.checksums,
         response_checksum_validation=settings.checksums,
-        user_agent_appid="lfs-s3-agent",
+        user_agent_extra=f"lfs-s3-agent/{__version__}",
     )
     try:
         session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)

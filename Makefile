@@ -1,0 +1,49 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   local S3 server on 127.0.0.1 + a real git-lfs push/clone through the agent
+#   make test   lint, type-check and the whole test suite (unit, functional, end-to-end)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: venv git-lfs test unit lint demo clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# git-lfs from the system's packages: installed here when we are root with apt-get,
+# otherwise we say exactly what to install.
+git-lfs:
+	@command -v git >/dev/null 2>&1 || { echo "git is missing: install git (e.g. apt-get install git)"; exit 1; }
+	@if ! git lfs version >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing git-lfs with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git-lfs >/dev/null; \
+	  else \
+	    echo "git-lfs is missing: install it (Debian/Ubuntu: sudo apt-get install git-lfs;"; \
+	    echo "macOS: brew install git-lfs; others: https://git-lfs.com), then run make again"; \
+	    exit 1; \
+	  fi; \
+	fi
+	@git lfs version
+
+lint: venv
+	$(BIN)/ruff check lfs_s3_agent tests examples
+	$(BIN)/mypy
+
+test: venv git-lfs lint
+	$(BIN)/python -m pytest
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit tests/functional
+
+demo: venv git-lfs
+	$(BIN)/python examples/demo.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-work

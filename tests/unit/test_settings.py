@@ -1,0 +1,115 @@
+import subprocess
+import typing
+from pathlib import Path
+
+import pytest
+
+from lfs_s3_agent import settings
+from lfs_s3_agent.config import Settings
+from lfs_s3_agent.errors import ConfigError
+
+
+def git_config(repo: Path, key: str, value: str) -> None:
+    subprocess.run(["git", "config", "--local", key, value], cwd=repo, check=True)
+
+
+def test_precedence_flags_env_git_file(repo_dir: Path) -> None:
+    (repo_dir / settings.SETTINGS_FILE).write_text(
+        'bucket = "from-file"\nprefix = "file-prefix"\nregion = "eu-west-1"\nprofile = "fileprof"\n')
+    git_config(repo_dir, "lfs-s3-agent.prefix", "git-prefix")
+    git_config(repo_dir, "lfs-s3-agent.region", "eu-central-1")
+    git_config(repo_dir, "lfs-s3-agent.bucket", "from-git")
+    env = {"LFS_S3_REGION": "ap-south-1", "LFS_S3_BUCKET": "from-env"}
+    resolved = settings.load({"bucket": "from-flag"}, cwd=repo_dir, env=env)
+    assert resolved.values["bucket"] == "from-flag"
+    assert resolved.sources["bucket"] == "flag --bucket"
+    assert (resolved.values["region"], resolved.sources["region"]) == ("ap-south-1", "env LFS_S3_REGION")
+    assert (resolved.values["prefix"], resolved.sources["prefix"]) == ("git-prefix", "git config lfs-s3-agent.prefix")
+    assert (resolved.values["profile"], resolved.sources["profile"]) == ("fileprof", settings.SETTINGS_FILE)
+    assert resolved.sources["sse"] == "default"
+
+
+def test_works_from_a_subdirectory(repo_dir: Path) -> None:
+    (repo_dir / settings.SETTINGS_FILE).write_text('bucket = "from-file"\n')
+    sub = repo_dir / "a" / "b"
+    sub.mkdir(parents=True)
+    assert settings.load(cwd=sub, env={}).values["bucket"] == "from-file"
+
+
+def test_missing_bucket_names_the_fix(repo_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"lfs-s3-agent install --bucket NAME"):
+        settings.load(cwd=repo_dir, env={})
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        ({"bucket": "s3://b/p"}, "not a URL"),
+        ({"bucket": "a"}, "is not a bucket name"),
+        ({"bucket": "ok-bucket", "endpoint_url": "minio:9000"}, "is not an endpoint URL"),
+        ({"bucket": "ok-bucket", "addressing_style": "sideways"}, "not one of: auto, path, virtual"),
+        ({"bucket": "ok-bucket", "prefix": "a/../b"}, "not a usable key prefix"),
+        ({"bucket": "ok-bucket", "sse_kms_key_id": "k"}, "add --sse aws:kms"),
+        ({"bucket": "ok-bucket", "max_attempts": "lots"}, "not a whole number"),
+        ({"bucket": "ok-bucket", "timeout": "0"}, "out of range"),
+    ],
+)
+def test_invalid_values_are_explained(repo_dir: Path, flags: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        settings.load(flags, cwd=repo_dir, env={})
+
+
+def test_every_problem_is_reported_with_its_source(repo_dir: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings.load({"sse": "rot13"}, cwd=repo_dir, env={"LFS_S3_BUCKET": "s3://x"})
+    message = info.value.message
+    assert "env LFS_S3_BUCKET" in message and "flag --sse" in message
+    assert "no bucket is configured" not in message  # the bucket was given, just wrong
+
+
+def test_unknown_keys_are_refused(repo_dir: Path) -> None:
+    git_config(repo_dir, "lfs-s3-agent.bukket", "x")
+    with pytest.raises(ConfigError, match=r"unknown setting lfs-s3-agent.bukket.*git config --unset"):
+        settings.load({"bucket": "abc"}, cwd=repo_dir, env={})
+    subprocess.run(["git", "config", "--unset", "lfs-s3-agent.bukket"], cwd=repo_dir, check=True)
+    (repo_dir / settings.SETTINGS_FILE).write_text('bucket = "abc"\nregoin = "x"\n')
+    with pytest.raises(ConfigError, match="unknown setting 'regoin'"):
+        settings.load(cwd=repo_dir, env={})
+
+
+def test_broken_settings_file_is_reported(repo_dir: Path) -> None:
+    (repo_dir / settings.SETTINGS_FILE).write_text("bucket = \n")
+    with pytest.raises(ConfigError, match="cannot read"):
+        settings.load(cwd=repo_dir, env={})
+
+
+def test_normalizes_prefix_and_endpoint(repo_dir: Path) -> None:
+    values = settings.load({"bucket": "abc", "prefix": "/team//repo/", "endpoint_url": "http://h:9000/"},
+                           cwd=repo_dir, env={}).values
+    assert values["prefix"] == "team/repo"
+    assert values["endpoint_url"] == "http://h:9000"
+
+
+def test_rendered_file_reads_back(repo_dir: Path) -> None:
+    values = {"bucket": "abc", "prefix": 'we"ird', "region": "eu-west-1", "max_attempts": 7, "sse": "none"}
+    (repo_dir / settings.SETTINGS_FILE).write_text(settings.render_settings_file(values))
+    resolved = settings.load(cwd=repo_dir, env={})
+    assert resolved.values["prefix"] == 'we"ird' and resolved.values["max_attempts"] == 7
+    assert "sse" not in settings.render_settings_file(values)  # defaults stay out
+
+
+def test_outside_a_repo_env_still_works(tmp_path: Path) -> None:
+    resolved = settings.load(cwd=tmp_path, env={"LFS_S3_BUCKET": "abc"})
+    assert resolved.repo is None and resolved.values["bucket"] == "abc"
+
+
+def test_pydantic_model_matches_field_table() -> None:
+    fields = Settings.model_fields
+    assert set(fields) - {"sources"} == set(settings.FIELDS_BY_NAME)
+    for spec in settings.FIELDS:
+        if spec.choices:
+            args = [a for a in typing.get_args(fields[spec.name].annotation) if a is not type(None)]
+            literal = typing.get_args(args[0]) if len(args) == 1 else tuple(args)
+            assert tuple(literal) == spec.choices, spec.name
+        if spec.default is not None:
+            assert fields[spec.name].default == spec.default, spec.name

@@ -20,7 +20,8 @@ def drain(reader: HashingReader, size: int = 1000) -> bytes:
 
 def test_streams_the_bytes_and_checks_them() -> None:
     events: list[tuple[int, int]] = []
-    reader = HashingReader(io.BytesIO(DATA), len(DATA), OID, ProgressReporter(len(DATA), lambda a, b: events.append((a, b)), interval=0))
+    progress = ProgressReporter(len(DATA), lambda a, b: events.append((a, b)), interval=0)
+    reader = HashingReader(io.BytesIO(DATA), len(DATA), OID, progress)
     assert drain(reader) == DATA
     assert events[-1][0] == len(DATA)
 

@@ -161,7 +161,8 @@ class Agent:
         try:
             with os.fdopen(fd, "wb") as sink:
                 digest = self.store.download(request.oid, request.size, sink, progress)
-                written = sink.tell()
+                sink.flush()
+                written = os.fstat(sink.fileno()).st_size
             where = self.store.describe(request.oid)
             if written != request.size:
                 raise IntegrityError(f"{where}: got {written} bytes, expected {request.size}; the stored "

@@ -37,6 +37,10 @@ class Settings(BaseModel):
     sse: Literal["none", "AES256", "aws:kms"] = "none"
     sse_kms_key_id: str | None = None
     storage_class: StorageClass | None = None
+    multipart_threshold: int = Field(default=16 << 20, ge=5 << 20, le=5 << 30)
+    part_size: int = Field(default=8 << 20, ge=5 << 20, le=5 << 30)
+    concurrency: int = Field(default=8, ge=1, le=64)
+    stale_upload_days: int = Field(default=7, ge=0, le=3650)
     max_attempts: int = Field(default=5, ge=1, le=20)
     timeout: int = Field(default=60, ge=1, le=3600)
     #: where each value came from ("flag --bucket", "env LFS_S3_BUCKET", "default"...)

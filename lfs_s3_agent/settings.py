@@ -84,6 +84,28 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
     return check
 
 
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 10**3, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6, "mib": 1 << 20,
+          "g": 1 << 30, "gb": 10**9, "gib": 1 << 30}
+
+
+def parse_size(value: str) -> int:
+    """Bytes from ``8MiB``, ``64M``, ``1.5GiB`` or a plain number of bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _UNITS:
+        raise ValueError(f"{value!r} is not a size (e.g. 8MiB, 64M, 1GiB or a number of bytes)")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def _size_between(low: int, high: int) -> Callable[[str], int]:
+    def check(value: str) -> int:
+        number = parse_size(value)
+        if not low <= number <= high:
+            raise ValueError(f"{value} is out of range ({low >> 20} MiB to {high >> 20} MiB)")
+        return number
+    return check
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     """One setting: its name in every source, its default, and its rule."""
@@ -138,6 +160,14 @@ FIELDS: tuple[FieldSpec, ...] = (
               example="alias/lfs"),
     FieldSpec("storage_class", "storage class of uploads; default: the bucket's",
               choices=STORAGE_CLASSES),
+    FieldSpec("multipart_threshold", "objects larger than this move in parallel parts (multipart upload, "
+              "ranged download)", default=16 << 20, check=_size_between(5 << 20, 5 << 30), example="16MiB"),
+    FieldSpec("part_size", "size of each part; grows by itself so an object fits in 10,000 parts",
+              default=8 << 20, check=_size_between(5 << 20, 5 << 30), example="8MiB"),
+    FieldSpec("concurrency", "parts in flight per agent process (git-lfs runs several processes); memory "
+              "in flight is at most concurrency x part_size", default=8, check=_int_between(1, 64)),
+    FieldSpec("stale_upload_days", "unfinished multipart uploads younger than this are resumed, older "
+              "ones aborted (0: always resume)", default=7, check=_int_between(0, 3650)),
     FieldSpec("max_attempts", "attempts per S3 request for transient errors (throttling, 5xx, resets)",
               default=5, check=_int_between(1, 20)),
     FieldSpec("timeout", "seconds to wait to connect or for the next bytes of a response",

@@ -16,7 +16,6 @@ import base64
 import hashlib
 import logging
 import os
-import random
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 from lfs_s3_agent import __version__
 from lfs_s3_agent.errors import AgentError, Code, IntegrityError, StoreError
 from lfs_s3_agent.progress import ProgressReporter
-from lfs_s3_agent.transfer import CHUNK, HashingReader
+from lfs_s3_agent.transfer import CHUNK, HashingReader, PartPlan, backoff, multipart_upload, ranged_download
 
 if TYPE_CHECKING:
     from lfs_s3_agent.config import Settings
@@ -101,6 +100,9 @@ def translate(exc: BaseException, *, bucket: str, key: str | None = None,
         if code == "InvalidObjectState":
             return StoreError(f"{where}: the object is archived (Glacier/Deep Archive); restore it "
                               "first (`aws s3api restore-object`)", code=Code.ARCHIVED)
+        if code in ("PreconditionFailed", "412"):
+            return StoreError(f"{where}: the object changed while it was being read; try again",
+                              code=Code.INTEGRITY)
         if code in _INTEGRITY_CODES:
             return StoreError(f"{where}: S3 rejected the bytes as corrupt ({code}: {detail})",
                               code=Code.INTEGRITY)
@@ -208,13 +210,25 @@ class S3Store:
         key = self.key(oid)
         if stored is not None:
             log.warning("%s: stored size %d differs from %d; replacing it", key, stored, size)
-        extra = self._put_args()
+        extra = self._put_args(oid)
+        s = self.settings
+        if size > s.multipart_threshold:
+            stats = multipart_upload(
+                self.client, bucket=s.bucket, key=key, oid=oid, path=path,
+                plan=PartPlan.make(size, s.part_size, s.concurrency), progress=progress,
+                translate=lambda exc: self._error(exc, key), create_args=extra,
+                stale_after=s.stale_upload_days * 86400.0,
+            )
+            log.info("%s: %d parts sent, %d reused from an unfinished upload", key, stats.parts_sent,
+                     stats.parts_reused)
+            progress.finish()
+            return True
         with open(path, "rb") as fh:
             body = HashingReader(fh, size, oid, progress, label=str(path))
             try:
                 self.client.put_object(
                     Bucket=self.settings.bucket, Key=key, Body=body, ContentLength=size,
-                    ChecksumSHA256=checksum_of(oid), ContentType="application/octet-stream", **extra,
+                    ChecksumSHA256=checksum_of(oid), **extra,
                 )
             except IntegrityError:
                 raise
@@ -223,9 +237,14 @@ class S3Store:
         progress.finish()
         return True
 
-    def _put_args(self) -> dict[str, str]:
+    def _put_args(self, oid: str) -> dict[str, Any]:
+        """Arguments shared by PutObject and CreateMultipartUpload.
+
+        The oid is also kept as metadata: a multipart object's own checksum is a composite of
+        part checksums, so this is where its full SHA-256 can be read back.
+        """
         s = self.settings
-        extra: dict[str, str] = {}
+        extra: dict[str, Any] = {"ContentType": "application/octet-stream", "Metadata": {"sha256": oid}}
         if s.sse != "none":
             extra["ServerSideEncryption"] = s.sse
         if s.sse_kms_key_id:
@@ -242,6 +261,14 @@ class S3Store:
         spliced onto the bytes already written.
         """
         key = self.key(oid)
+        s = self.settings
+        if size > s.multipart_threshold:
+            sink.flush()
+            return ranged_download(
+                self.client, bucket=s.bucket, key=key, fd=sink.fileno(),
+                plan=PartPlan.make(size, s.part_size, s.concurrency, minimum=1), progress=progress,
+                translate=lambda exc: self._error(exc, key), max_attempts=s.max_attempts,
+            )
         hasher = hashlib.sha256()
         written = 0
         etag: str | None = None
@@ -273,11 +300,6 @@ class S3Store:
                 time.sleep(backoff(attempt))
 
 
-def backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> float:
-    """Full-jitter exponential backoff (seconds) before retry number ``attempt``."""
-    return random.uniform(0, min(cap, base * (2 ** attempt)))
-
-
 def make_client(settings: Settings) -> Any:
     """A boto3 S3 client for the settings; credentials come from boto3's own chain."""
     import boto3
@@ -292,7 +314,9 @@ def make_client(settings: Settings) -> Any:
         retries={"max_attempts": settings.max_attempts, "mode": "standard"},
         connect_timeout=settings.timeout,
         read_timeout=settings.timeout,
-        s3={"addressing_style": style},
+        # Every PUT carries x-amz-checksum-sha256, which S3 verifies; signing the payload as
+        # well (botocore's default on plain HTTP) would hash every byte once more.
+        s3={"addressing_style": style, "payload_signing_enabled": False},
         request_checksum_calculation=settings.checksums,
         response_checksum_validation=settings.checksums,
         user_agent_extra=f"lfs-s3-agent/{__version__}",

@@ -1,22 +1,39 @@
-"""Streaming helpers that move bytes between files and S3 while hashing and counting them.
+"""Moving bytes between files and S3 while hashing and counting them.
 
 ``HashingReader`` is the body of an upload: it streams the file, feeds progress,
 and at end of file checks the bytes against the oid and size. A mismatch raises
 before the last byte is handed to the HTTP layer, so S3 never receives a complete
 body and no object with the wrong content is created, even on stores that do not
-check ``x-amz-checksum-sha256``.
+check ``x-amz-checksum-sha256``. ``multipart_upload`` and ``ranged_download`` move large
+objects in parallel parts with bounded memory; botocore errors are handed to the
+store's ``translate`` so that retry decisions and messages stay at the store boundary.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import io
-from typing import IO
+import itertools
+import logging
+import os
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
 
-from lfs_s3_agent.errors import IntegrityError
+from lfs_s3_agent.errors import AgentError, Code, IntegrityError
 from lfs_s3_agent.progress import ProgressReporter
 
 CHUNK = 1 << 20
+
+log = logging.getLogger(__name__)
 
 
 class HashingReader(io.RawIOBase):
@@ -96,3 +113,311 @@ class HashingReader(io.RawIOBase):
                 f"{self._label}: local file's SHA-256 is {digest}, not the oid; the local LFS "
                 "object is corrupt (try `git lfs fsck`); nothing was stored"
             )
+
+
+# -- multipart upload and ranged download ------------------------------------------------------
+
+MiB = 1 << 20
+MIN_PART = 5 * MiB  #: S3's smallest part (except the last)
+MAX_PART = 5 * 1024 * MiB  #: S3's largest part
+MAX_PARTS = 10_000  #: S3's most parts per upload
+MAX_OBJECT = 5 * 1024 * 1024 * MiB  #: 5 TiB
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    """How an object is cut into parts and how many are in flight at once."""
+
+    size: int
+    part_size: int
+    concurrency: int
+
+    @classmethod
+    def make(cls, size: int, part_size: int, concurrency: int, *, minimum: int = MIN_PART) -> PartPlan:
+        """Grow the part size so ``size`` fits in 10,000 parts; shrink concurrency to keep memory.
+
+        Memory in flight stays within the configured ``concurrency * part_size`` (or one part when
+        a huge object needs parts bigger than that budget).
+        """
+        if size > MAX_OBJECT:
+            raise IntegrityError(f"object of {size} bytes is larger than S3's 5 TiB limit")
+        needed = -(-size // MAX_PARTS)  # ceil
+        needed = -(-needed // MiB) * MiB  # whole MiB, so plans are stable across runs
+        part = min(MAX_PART, max(part_size, minimum, needed))
+        budget = max(part, concurrency * part_size)
+        return cls(size=size, part_size=part, concurrency=max(1, min(concurrency, budget // part)))
+
+    def parts(self) -> list[tuple[int, int, int]]:
+        """(part number from 1, offset, length) for every part."""
+        return [(n + 1, off, min(self.part_size, self.size - off))
+                for n, off in enumerate(range(0, self.size, self.part_size))]
+
+
+class PartBody(io.RawIOBase):
+    """An in-memory part as a request body; progress counts each byte once, even if re-sent."""
+
+    def __init__(self, data: bytes, progress: ProgressReporter | None) -> None:
+        super().__init__()
+        self._view = memoryview(data)
+        self._pos = 0
+        self._counted = 0
+        self._progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, min(len(self._view), base + offset))
+        return self._pos
+
+    def read(self, n: int | None = -1) -> bytes:
+        end = len(self._view) if n is None or n < 0 else min(len(self._view), self._pos + n)
+        data = self._view[self._pos:end].tobytes()
+        self._pos = end
+        if self._progress is not None and end > self._counted:
+            self._progress.add(end - self._counted)
+            self._counted = end
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+Translate = Callable[[BaseException], AgentError]
+
+
+def b64sha256(data: bytes | bytearray | memoryview) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+@dataclass
+class UploadStats:
+    parts_sent: int = 0
+    parts_reused: int = 0
+    upload_id: str = ""
+
+
+def _aborted(client: Any, bucket: str, key: str, upload_id: str) -> None:
+    with contextlib.suppress(Exception):  # best effort: gc also aborts stale uploads
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+
+def find_resumable(client: Any, bucket: str, key: str, stale_after: float,
+                   translate: Translate) -> tuple[str | None, dict[int, dict[str, Any]]]:
+    """The newest unfinished upload of ``key`` and its parts.
+
+    Uploads older than ``stale_after`` seconds are aborted instead (0: none is ever stale).
+    """
+    try:
+        uploads = [u for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key)
+                   for u in page.get("Uploads", []) if u["Key"] == key]
+    except Exception as exc:
+        err = translate(exc)
+        if err.code in (Code.ACCESS_DENIED, Code.S3_ERROR):  # e.g. no s3:ListBucketMultipartUploads
+            log.info("%s: cannot list unfinished uploads (%s); starting afresh", key, err.message)
+            return None, {}
+        raise err from None
+    fresh = []
+    for upload in uploads:
+        if stale_after and time.time() - upload["Initiated"].timestamp() > stale_after:
+            log.info("%s: aborting stale multipart upload %s", key, upload["UploadId"])
+            _aborted(client, bucket, key, upload["UploadId"])
+        else:
+            fresh.append(upload)
+    if not fresh:
+        return None, {}
+    upload_id = max(fresh, key=lambda u: u["Initiated"])["UploadId"]
+    try:
+        parts = {p["PartNumber"]: p
+                 for page in client.get_paginator("list_parts").paginate(Bucket=bucket, Key=key, UploadId=upload_id)
+                 for p in page.get("Parts", [])}
+    except Exception as exc:
+        log.info("%s: cannot list parts of %s (%s); starting afresh", key, upload_id, translate(exc).message)
+        return None, {}
+    return upload_id, parts
+
+
+def _same_part(listed: dict[str, Any], data: bytes, checksum: str) -> bool:
+    """Is a part already in S3 these exact bytes? By its SHA-256 checksum, else by its MD5 ETag."""
+    if listed.get("Size") != len(data):
+        return False
+    if listed.get("ChecksumSHA256"):
+        return bool(listed["ChecksumSHA256"] == checksum)
+    return bool(str(listed.get("ETag", "")).strip('"') == hashlib.md5(data).hexdigest())
+
+
+def multipart_upload(client: Any, *, bucket: str, key: str, oid: str, path: Path, plan: PartPlan,
+                     progress: ProgressReporter, translate: Translate, create_args: dict[str, Any],
+                     stale_after: float) -> UploadStats:
+    """Upload ``path`` in parallel parts, each checked by S3 against its SHA-256; resume where possible.
+
+    The file is read once, in order, by this thread, which hashes the whole object; worker
+    threads hash and send parts (hashlib releases the GIL, so both proceed at once). At most
+    ``plan.concurrency`` parts are in memory. The upload is completed only if the whole file
+    hashes to the oid; otherwise it is aborted and nothing is stored. A failed part leaves the
+    upload open so that the next push resumes it.
+    """
+    stats = UploadStats()
+    upload_id, listed = find_resumable(client, bucket, key, stale_after, translate)
+    if upload_id is None:
+        try:
+            upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256",
+                                                       **create_args)["UploadId"]
+        except Exception as exc:
+            raise translate(exc) from None
+    else:
+        log.info("%s: resuming upload %s (%d parts already in S3)", key, upload_id, len(listed))
+    stats.upload_id = upload_id
+    done: dict[int, dict[str, Any]] = {}
+    failures: list[AgentError] = []
+    slots = threading.BoundedSemaphore(plan.concurrency)
+
+    def send(number: int, data: bytes) -> None:
+        try:
+            checksum = b64sha256(data)
+            resp = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                      Body=PartBody(data, progress), ContentLength=len(data),
+                                      ChecksumSHA256=checksum, ChecksumAlgorithm="SHA256")
+            done[number] = {"PartNumber": number, "ETag": resp["ETag"], "ChecksumSHA256": checksum}
+            stats.parts_sent += 1
+        except BaseException as exc:
+            failures.append(translate(exc))
+        finally:
+            slots.release()
+
+    whole = hashlib.sha256()
+    with open(path, "rb") as fh, ThreadPoolExecutor(plan.concurrency, thread_name_prefix="part") as pool:
+        for number, _offset, length in plan.parts():
+            slots.acquire()
+            if failures:
+                slots.release()
+                break
+            data = fh.read(length)
+            whole.update(data)
+            if len(data) != length:
+                slots.release()
+                failures.append(IntegrityError(f"{path}: the local file is shorter than {plan.size} bytes"))
+                break
+            old = listed.get(number)
+            if old is not None:
+                checksum = b64sha256(data)
+                if _same_part(old, data, checksum):
+                    done[number] = {"PartNumber": number, "ETag": old["ETag"], "ChecksumSHA256": checksum}
+                    stats.parts_reused += 1
+                    progress.add(length)
+                    slots.release()
+                    continue
+            pool.submit(send, number, data)
+        grew = fh.read(1) if not failures else b""
+    if failures:
+        raise failures[0]
+    if grew:
+        _aborted(client, bucket, key, upload_id)
+        raise IntegrityError(f"{path}: the local file is longer than {plan.size} bytes; nothing was stored")
+    if whole.hexdigest() != oid:
+        _aborted(client, bucket, key, upload_id)
+        raise IntegrityError(f"{path}: local file's SHA-256 is {whole.hexdigest()}, not the oid; the local LFS "
+                             "object is corrupt (try `git lfs fsck`); nothing was stored")
+    parts = [done[n] for n in sorted(done)]
+    try:
+        client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                         MultipartUpload={"Parts": parts})
+    except Exception as exc:
+        err = translate(exc)
+        # Another push of the same oid may have completed this very upload first.
+        if "NoSuchUpload" in err.message and _stored_size(client, bucket, key) == plan.size:
+            return stats
+        raise err from None
+    return stats
+
+
+def _stored_size(client: Any, bucket: str, key: str) -> int | None:
+    try:
+        return int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+    except Exception:
+        return None
+
+
+def ranged_download(client: Any, *, bucket: str, key: str, fd: int, plan: PartPlan, progress: ProgressReporter,
+                    translate: Translate, max_attempts: int) -> str:
+    """Fetch the object in parallel ranges written at their offsets; return the SHA-256 of it all.
+
+    The first range comes alone and its ETag pins every other range (``If-Match``), so bytes of
+    two versions are never mixed. Ranges are hashed in order as they land, so the file is
+    never read back; at most ``plan.concurrency`` ranges are in memory.
+    """
+    ranges = plan.parts()
+    etag: list[str] = []
+
+    def fetch(offset: int, length: int) -> bytes:
+        counted = 0
+        attempt = 0
+        while True:
+            args: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes={offset}-{offset + length - 1}"}
+            if etag:
+                args["IfMatch"] = etag[0]
+            buf = bytearray()
+            try:
+                resp = client.get_object(**args)
+                total = str(resp.get("ContentRange", "")).rpartition("/")[2]
+                if total.isdigit() and int(total) != plan.size:
+                    raise IntegrityError(f"s3://{bucket}/{key}: the stored object has {total} bytes, expected "
+                                         f"{plan.size}; it was replaced or is corrupt")
+                if not etag:
+                    etag.append(resp["ETag"])
+                for chunk in resp["Body"].iter_chunks(256 * 1024):
+                    buf += chunk
+                    if len(buf) > counted:
+                        progress.add(min(len(buf), length) - counted)
+                        counted = min(len(buf), length)
+            except Exception as exc:
+                err = translate(exc)
+                attempt += 1
+                if not getattr(err, "transient", False) or attempt >= max_attempts:
+                    raise err from None
+                log.warning("s3://%s/%s: %s; retrying range at %d (attempt %d)", bucket, key, err.message,
+                            offset, attempt + 1)
+                time.sleep(backoff(attempt))
+                continue
+            if len(buf) != length:
+                raise IntegrityError(f"s3://{bucket}/{key}: range at {offset} returned {len(buf)} bytes, expected "
+                                     f"{length}; the stored object is truncated or was replaced")
+            os.pwrite(fd, buf, offset)
+            return bytes(buf)
+
+    hasher = hashlib.sha256()
+    _, first_offset, first_length = ranges[0]
+    hasher.update(fetch(first_offset, first_length))
+    pending = iter(ranges[1:])
+    window: deque[Future[bytes]] = deque()
+    with ThreadPoolExecutor(plan.concurrency, thread_name_prefix="range") as pool:
+        try:
+            for _, offset, length in itertools.islice(pending, plan.concurrency):
+                window.append(pool.submit(fetch, offset, length))
+            while window:
+                hasher.update(window.popleft().result())
+                nxt = next(pending, None)
+                if nxt is not None:
+                    window.append(pool.submit(fetch, nxt[1], nxt[2]))
+        except BaseException:
+            for future in window:
+                future.cancel()
+            raise
+    return hasher.hexdigest()
+
+
+def backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> float:
+    """Full-jitter exponential backoff (seconds) before retry number ``attempt``."""
+    return random.uniform(0, min(cap, base * (2 ** attempt)))

@@ -113,3 +113,16 @@ def test_pydantic_model_matches_field_table() -> None:
             assert tuple(literal) == spec.choices, spec.name
         if spec.default is not None:
             assert fields[spec.name].default == spec.default, spec.name
+
+
+@pytest.mark.parametrize(("text", "expected"), [("8MiB", 8 << 20), ("64M", 64 << 20), ("1.5GiB", 3 << 29),
+                                                 ("5242880", 5 << 20), ("10 mb", 10**7)])
+def test_sizes_accept_units(text: str, expected: int) -> None:
+    assert settings.parse_size(text) == expected
+
+
+def test_size_settings_are_range_checked(repo_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="out of range"):
+        settings.load({"bucket": "abc", "part_size": "1MiB"}, cwd=repo_dir, env={})
+    with pytest.raises(ConfigError, match="is not a size"):
+        settings.load({"bucket": "abc", "multipart_threshold": "big"}, cwd=repo_dir, env={})

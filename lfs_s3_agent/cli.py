@@ -149,11 +149,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (ConfigError, GitError) as exc:
         config_error = exc if isinstance(exc, ConfigError) else ConfigError(exc.message)
         log.error("%s", config_error.message)
+    store = S3Store(values)
     try:
-        return agent.serve(sys.stdin.buffer, protocol_out, S3Store(values), tmp_dir=tmp_dir,
-                           config_error=config_error)
+        return agent.serve(sys.stdin.buffer, protocol_out, store, tmp_dir=tmp_dir, config_error=config_error)
     except BrokenPipeError:
         return 0  # git-lfs went away; nothing left to tell it
+    finally:
+        if os.environ.get("LFS_S3_STATS_FILE"):
+            _write_stats(os.environ["LFS_S3_STATS_FILE"], store.requests)
+
+
+def _write_stats(path: str, requests: dict[str, int]) -> None:
+    """Append this process's CPU time, peak memory and S3 requests as one JSON line (for `make bench`)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    record = {"pid": os.getpid(), "user": usage.ru_utime, "sys": usage.ru_stime,
+              "maxrss_kib": usage.ru_maxrss, "requests": requests}
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+    except OSError as exc:
+        log.warning("cannot write stats to %s: %s", path, exc)
 
 
 # -- install / uninstall / clone / config ------------------------------------------------------

@@ -24,10 +24,12 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 from lfs_s3_agent import __version__
 from lfs_s3_agent.errors import AgentError, Code, IntegrityError, StoreError
 from lfs_s3_agent.progress import ProgressReporter
-from lfs_s3_agent.transfer import CHUNK, HashingReader, PartPlan, backoff, multipart_upload, ranged_download
 
 if TYPE_CHECKING:
     from lfs_s3_agent.config import Settings
+
+# lfs_s3_agent.transfer (threads, hashing) is imported by the methods that move bytes, after
+# init has been answered.
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,10 @@ class S3Store:
         self._values = values
         self._settings: Settings | None = None
         self._client: Any = None
+        self.requests: dict[str, int] = {}  #: S3 calls made, by operation name
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.requests[model.name] = self.requests.get(model.name, 0) + 1
 
     @property
     def settings(self) -> Settings:
@@ -162,6 +168,7 @@ class S3Store:
     def client(self) -> Any:
         if self._client is None:
             self._client = make_client(self.settings)
+            self._client.meta.events.register("before-call.s3.*", self._count)
         return self._client
 
     def key(self, oid: str) -> str:
@@ -210,6 +217,8 @@ class S3Store:
         key = self.key(oid)
         if stored is not None:
             log.warning("%s: stored size %d differs from %d; replacing it", key, stored, size)
+        from lfs_s3_agent.transfer import HashingReader, PartPlan, multipart_upload
+
         extra = self._put_args(oid)
         s = self.settings
         if size > s.multipart_threshold:
@@ -260,6 +269,8 @@ class S3Store:
         resumed here with a ranged GET pinned to the same ETag, so a changed object cannot be
         spliced onto the bytes already written.
         """
+        from lfs_s3_agent.transfer import CHUNK, PartPlan, backoff, ranged_download
+
         key = self.key(oid)
         s = self.settings
         if size > s.multipart_threshold:

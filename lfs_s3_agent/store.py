@@ -13,11 +13,9 @@ Every botocore exception is translated here, at the boundary, into a
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import os
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -263,52 +261,28 @@ class S3Store:
         return extra
 
     def download(self, oid: str, size: int, sink: IO[bytes], progress: ProgressReporter) -> str:
-        """Stream the object into ``sink``; an interrupted body resumes where it stopped.
-
-        botocore retries failed requests, but not a body that breaks off mid-stream: that is
-        resumed here with a ranged GET pinned to the same ETag, so a changed object cannot be
-        spliced onto the bytes already written.
-        """
-        from lfs_s3_agent.transfer import CHUNK, PartPlan, backoff, ranged_download
-
-        key = self.key(oid)
         s = self.settings
+        key = self.key(oid)
+        return self.fetch(self.client, s.bucket, key, size, sink, progress,
+                          translate=lambda exc: self._error(exc, key))
+
+    def fetch(self, client: Any, bucket: str, key: str, size: int, sink: IO[bytes], progress: ProgressReporter,
+              *, translate: Callable[[BaseException], AgentError], version_id: str | None = None,
+              etag: str | None = None) -> str:
+        """Fetch any object with this store's transfer settings: one stream, or parallel ranges."""
+        from lfs_s3_agent.transfer import PartPlan, ranged_download, stream_download
+
+        s = self.settings
+        extra = {"VersionId": version_id} if version_id else {}
         if size > s.multipart_threshold:
             sink.flush()
             return ranged_download(
-                self.client, bucket=s.bucket, key=key, fd=sink.fileno(),
+                client, bucket=bucket, key=key, fd=sink.fileno(),
                 plan=PartPlan.make(size, s.part_size, s.concurrency, minimum=1), progress=progress,
-                translate=lambda exc: self._error(exc, key), max_attempts=s.max_attempts,
+                translate=translate, max_attempts=s.max_attempts, extra=extra, etag=etag,
             )
-        hasher = hashlib.sha256()
-        written = 0
-        etag: str | None = None
-        attempt = 0
-        while True:
-            args: dict[str, Any] = {"Bucket": self.settings.bucket, "Key": key}
-            if written:
-                args["Range"] = f"bytes={written}-"
-                if etag:
-                    args["IfMatch"] = etag
-            try:
-                resp = self.client.get_object(**args)
-                etag = etag or resp.get("ETag")
-                for chunk in resp["Body"].iter_chunks(CHUNK):
-                    sink.write(chunk)
-                    hasher.update(chunk)
-                    written += len(chunk)
-                    if written > size:
-                        raise IntegrityError(f"{self.describe(oid)}: the stored object is larger "
-                                             f"than {size} bytes; it does not match the oid")
-                    progress.add(len(chunk))
-                return hasher.hexdigest()
-            except Exception as exc:
-                err = self._error(exc, key)
-                attempt += 1
-                if not getattr(err, "transient", False) or attempt >= self.settings.max_attempts:
-                    raise err from None
-                log.warning("%s: %s; resuming at byte %d (attempt %d)", key, err.message, written, attempt + 1)
-                time.sleep(backoff(attempt))
+        return stream_download(client, bucket=bucket, key=key, size=size, sink=sink, progress=progress,
+                               translate=translate, max_attempts=s.max_attempts, extra=extra, etag=etag)
 
 
 def make_client(settings: Settings) -> Any:

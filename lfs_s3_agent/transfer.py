@@ -350,8 +350,48 @@ def _stored_size(client: Any, bucket: str, key: str) -> int | None:
         return None
 
 
+def stream_download(client: Any, *, bucket: str, key: str, size: int, sink: IO[bytes], progress: ProgressReporter,
+                    translate: Translate, max_attempts: int, extra: dict[str, Any], etag: str | None) -> str:
+    """Stream an object into ``sink``; return its SHA-256. A body cut off mid-stream is resumed.
+
+    botocore retries failed requests, but not a body that breaks off mid-stream: that is
+    resumed here with a ranged GET pinned to the same ETag, so a changed object cannot be
+    spliced onto the bytes already written.
+    """
+    hasher = hashlib.sha256()
+    written = 0
+    attempt = 0
+    while True:
+        args: dict[str, Any] = {"Bucket": bucket, "Key": key, **extra}
+        if etag:
+            args["IfMatch"] = etag
+        if written:
+            args["Range"] = f"bytes={written}-"
+        try:
+            resp = client.get_object(**args)
+            etag = etag or resp.get("ETag")
+            for chunk in resp["Body"].iter_chunks(CHUNK):
+                sink.write(chunk)
+                hasher.update(chunk)
+                written += len(chunk)
+                if written > size:
+                    raise IntegrityError(f"s3://{bucket}/{key}: the stored object is larger than {size} bytes; "
+                                         "it does not match the oid")
+                progress.add(len(chunk))
+            return hasher.hexdigest()
+        except Exception as exc:
+            err = translate(exc)
+            attempt += 1
+            if not getattr(err, "transient", False) or attempt >= max_attempts:
+                raise err from None
+            log.warning("s3://%s/%s: %s; resuming at byte %d (attempt %d)", bucket, key, err.message, written,
+                        attempt + 1)
+            time.sleep(backoff(attempt))
+
+
 def ranged_download(client: Any, *, bucket: str, key: str, fd: int, plan: PartPlan, progress: ProgressReporter,
-                    translate: Translate, max_attempts: int) -> str:
+                    translate: Translate, max_attempts: int, extra: dict[str, Any] | None = None,
+                    etag: str | None = None) -> str:
     """Fetch the object in parallel ranges written at their offsets; return the SHA-256 of it all.
 
     The first range comes alone and its ETag pins every other range (``If-Match``), so bytes of
@@ -359,15 +399,16 @@ def ranged_download(client: Any, *, bucket: str, key: str, fd: int, plan: PartPl
     never read back; at most ``plan.concurrency`` ranges are in memory.
     """
     ranges = plan.parts()
-    etag: list[str] = []
+    pinned: list[str] = [etag] if etag else []
 
     def fetch(offset: int, length: int) -> bytes:
         counted = 0
         attempt = 0
         while True:
-            args: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes={offset}-{offset + length - 1}"}
-            if etag:
-                args["IfMatch"] = etag[0]
+            args: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes={offset}-{offset + length - 1}",
+                                    **(extra or {})}
+            if pinned:
+                args["IfMatch"] = pinned[0]
             buf = bytearray()
             try:
                 resp = client.get_object(**args)
@@ -375,8 +416,8 @@ def ranged_download(client: Any, *, bucket: str, key: str, fd: int, plan: PartPl
                 if total.isdigit() and int(total) != plan.size:
                     raise IntegrityError(f"s3://{bucket}/{key}: the stored object has {total} bytes, expected "
                                          f"{plan.size}; it was replaced or is corrupt")
-                if not etag:
-                    etag.append(resp["ETag"])
+                if not pinned:
+                    pinned.append(resp["ETag"])
                 for chunk in resp["Body"].iter_chunks(256 * 1024):
                     buf += chunk
                     if len(buf) > counted:

@@ -136,20 +136,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
 
     from lfs_s3_agent import agent, gitrepo
+    from lfs_s3_agent.links import LocalLinks, local_links_dir
     from lfs_s3_agent.store import S3Store
 
     config_error: ConfigError | None = None
     tmp_dir = None
+    links = None
     values: dict[str, Any] = {}
     try:
         resolved = settings.load(_flags(args))
         values = resolved.values
         if resolved.repo is not None:
             tmp_dir = gitrepo.lfs_storage_dir(resolved.repo, resolved.lfs_storage) / "tmp"
+            links = LocalLinks(local_links_dir(resolved.repo.common_dir))
     except (ConfigError, GitError) as exc:
         config_error = exc if isinstance(exc, ConfigError) else ConfigError(exc.message)
         log.error("%s", config_error.message)
-    store = S3Store(values)
+    store = S3Store(values, links=links)
     try:
         return agent.serve(sys.stdin.buffer, protocol_out, store, tmp_dir=tmp_dir, config_error=config_error)
     except BrokenPipeError:

@@ -26,6 +26,7 @@ class Code(IntEnum):
     TIMEOUT = 48  #: the endpoint stopped answering in time
     ARCHIVED = 49  #: the object is in an archive storage class and must be restored
     S3_ERROR = 50  #: any other error reported by the S3 service
+    LINK_BROKEN = 51  #: a linked original was deleted or overwritten, or its link record is unusable
     INTERNAL = 59  #: a bug in lfs-s3-agent; please report it
 
 

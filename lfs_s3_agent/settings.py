@@ -24,6 +24,7 @@ from typing import Any
 
 from lfs_s3_agent import gitrepo
 from lfs_s3_agent.errors import ConfigError, GitError
+from lfs_s3_agent.s3glob import BUCKET_RE
 
 SETTINGS_FILE = ".lfs-s3-agent.toml"
 GIT_SECTION = "lfs-s3-agent"
@@ -41,7 +42,7 @@ def _check_bucket(value: str) -> str:
     if value.startswith("s3://"):
         raise ValueError(f"give the bucket name alone, not a URL: for {value!r} use "
                          "--bucket NAME --prefix PATH")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}", value):
+    if not BUCKET_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a bucket name (3+ characters: letters, digits, '.', '-', '_')")
     return value
 
@@ -54,7 +55,7 @@ def _check_prefix(value: str) -> str:
 
 
 def _check_endpoint(value: str) -> str:
-    if not re.fullmatch(r"https?://[^/\s:]+(:\d{1,5})?(/\S*)?", value):
+    if not re.fullmatch(r"https?://([^/\s:\[\]]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?(/\S*)?", value):
         raise ValueError(f"{value!r} is not an endpoint URL: use http(s)://host[:port], "
                          "e.g. https://minio.example.com:9000")
     return value.rstrip("/")
@@ -158,7 +159,7 @@ FIELDS: tuple[FieldSpec, ...] = (
               choices=("none", "AES256", "aws:kms")),
     FieldSpec("sse_kms_key_id", "KMS key id or ARN, with --sse aws:kms", check=_check_text,
               example="alias/lfs"),
-    FieldSpec("storage_class", "storage class of uploads; default: the bucket's",
+    FieldSpec("storage_class", "storage class of uploads; default: none sent (S3 stores STANDARD)",
               choices=STORAGE_CLASSES),
     FieldSpec("multipart_threshold", "objects larger than this move in parallel parts (multipart upload, "
               "ranged download)", default=16 << 20, check=_size_between(5 << 20, 5 << 30), example="16MiB"),
@@ -241,7 +242,7 @@ def load(flags: Mapping[str, Any] | None = None, *, cwd: str | os.PathLike[str] 
     bucket_invalid = "bucket" in raw and "bucket" not in sources
     problems.extend(cross_field_problems(values, require_bucket=require_bucket and not bucket_invalid))
     if problems:
-        raise ConfigError("invalid lfs-s3-agent settings: " + "; ".join(problems))
+        raise ConfigError("invalid settings: " + "; ".join(problems))
     return Resolved(values=values, sources=sources, repo=repo, lfs_storage=lfs_storage)
 
 

@@ -13,6 +13,7 @@ Every botocore exception is translated here, at the boundary, into a
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -21,6 +22,16 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from lfs_s3_agent import __version__
 from lfs_s3_agent.errors import AgentError, Code, IntegrityError, StoreError
+from lfs_s3_agent.links import (
+    _WHEN_REQUIRED,
+    LinkRecord,
+    LocalLinks,
+    SourceSettings,
+    broken_link,
+    link_key,
+    make_source_client,
+    source_settings,
+)
 from lfs_s3_agent.progress import ProgressReporter
 
 if TYPE_CHECKING:
@@ -143,11 +154,13 @@ def translate(exc: BaseException, *, bucket: str, key: str | None = None,
 class S3Store:
     """LFS objects in one bucket under one prefix, through boto3."""
 
-    def __init__(self, values: Mapping[str, Any] | Settings) -> None:
+    def __init__(self, values: Mapping[str, Any] | Settings, *, links: LocalLinks | None = None) -> None:
         # Plain values are accepted so that the agent can build a store before pydantic is imported.
         self._values = values
         self._settings: Settings | None = None
         self._client: Any = None
+        self.links = links  #: this clone's link records (None outside a repository)
+        self._source_clients: dict[SourceSettings, Any] = {}
         self.requests: dict[str, int] = {}  #: S3 calls made, by operation name
 
     def _count(self, model: Any, **_: Any) -> None:
@@ -173,6 +186,9 @@ class S3Store:
         return object_key(self.settings.prefix, oid)
 
     def describe(self, oid: str) -> str:
+        record = self.links.get(oid) if self.links else None
+        if record is not None:
+            return f"linked original {record.describe()}"
         return f"s3://{self.settings.bucket}/{self.key(oid)}"
 
     def _error(self, exc: BaseException, key: str | None) -> AgentError:
@@ -208,6 +224,12 @@ class S3Store:
     # -- transfers -------------------------------------------------------------------------
 
     def upload(self, oid: str, size: int, path: Path, progress: ProgressReporter) -> bool:
+        record = self.links.get(oid) if self.links else None
+        if record is not None:
+            # A linked object's bytes stay in the original: the push records the link instead.
+            self.put_link_record(record)
+            progress.finish()
+            return False
         stored = self.stat(oid)
         if stored == size:
             progress.finish()
@@ -263,8 +285,73 @@ class S3Store:
     def download(self, oid: str, size: int, sink: IO[bytes], progress: ProgressReporter) -> str:
         s = self.settings
         key = self.key(oid)
-        return self.fetch(self.client, s.bucket, key, size, sink, progress,
-                          translate=lambda exc: self._error(exc, key))
+        record = self.links.get(oid) if self.links else None
+        if record is None:
+            try:
+                return self.fetch(self.client, s.bucket, key, size, sink, progress,
+                                  translate=lambda exc: self._error(exc, key))
+            except AgentError as err:
+                if err.code != Code.NOT_FOUND:
+                    raise
+                record = self.read_link_record(oid)
+                if record is None:
+                    raise
+            if self.links is not None:
+                self.links.put(record)  # later pushes from this clone need not ask the store
+        return self.fetch_linked(record, size, sink, progress)
+
+    # -- linked objects --------------------------------------------------------------------
+
+    def link_record_key(self, oid: str) -> str:
+        return link_key(self.settings.prefix, oid)
+
+    def read_link_record(self, oid: str) -> LinkRecord | None:
+        key = self.link_record_key(oid)
+        try:
+            body = self.client.get_object(Bucket=self.settings.bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            err = self._error(exc, key)
+            if err.code == Code.NOT_FOUND:
+                return None
+            raise err from None
+        record = LinkRecord.from_json(body, where=f"s3://{self.settings.bucket}/{key}")
+        if record.oid != oid:
+            raise StoreError(f"s3://{self.settings.bucket}/{key}: link record is for another oid",
+                             code=Code.LINK_BROKEN)
+        return record
+
+    def put_link_record(self, record: LinkRecord) -> None:
+        key = self.link_record_key(record.oid)
+        body = record.to_json()
+        try:
+            self.client.put_object(Bucket=self.settings.bucket, Key=key, Body=body, ContentType="application/json",
+                                   ChecksumSHA256=base64.b64encode(hashlib.sha256(body).digest()).decode())
+        except Exception as exc:
+            raise self._error(exc, key) from None
+
+    def source_client(self, source: SourceSettings) -> Any:
+        if source not in self._source_clients:
+            s = self.settings
+            client = make_source_client(source, max_attempts=s.max_attempts, timeout=s.timeout,
+                                        checksums_when_required=s.checksums == "when_required")
+            client.meta.events.register("before-call.s3.*", self._count)
+            self._source_clients[source] = client
+        return self._source_clients[source]
+
+    def fetch_linked(self, record: LinkRecord, size: int, sink: IO[bytes], progress: ProgressReporter) -> str:
+        """Fetch a linked object's bytes from its original, pinned to the linked version."""
+        if record.size != size:
+            raise StoreError(f"link record for {record.oid} says {record.size} bytes, the pointer {size}: "
+                             "relink the file", code=Code.LINK_BROKEN)
+        source = source_settings(record.bucket, record=record)
+        client = self.source_client(source)
+
+        def translate_source(exc: BaseException) -> AgentError:
+            err = translate(exc, bucket=record.bucket, key=record.key, endpoint=source.endpoint_url)
+            return broken_link(record, err)
+
+        return self.fetch(client, record.bucket, record.key, size, sink, progress, translate=translate_source,
+                          version_id=record.version_id, etag=None if record.version_id else record.etag)
 
     def fetch(self, client: Any, bucket: str, key: str, size: int, sink: IO[bytes], progress: ProgressReporter,
               *, translate: Callable[[BaseException], AgentError], version_id: str | None = None,
@@ -302,8 +389,9 @@ def make_client(settings: Settings) -> Any:
         # Every PUT carries x-amz-checksum-sha256, which S3 verifies; signing the payload as
         # well (botocore's default on plain HTTP) would hash every byte once more.
         s3={"addressing_style": style, "payload_signing_enabled": False},
-        request_checksum_calculation=settings.checksums,
-        response_checksum_validation=settings.checksums,
+        # Only an explicit when_required is passed on, so that boto3's own default and its
+        # AWS_REQUEST_CHECKSUM_CALCULATION / profile settings apply otherwise.
+        **(_WHEN_REQUIRED if settings.checksums == "when_required" else {}),
         user_agent_extra=f"lfs-s3-agent/{__version__}",
     )
     try:

@@ -140,7 +140,7 @@ class PartPlan:
         a huge object needs parts bigger than that budget).
         """
         if size > MAX_OBJECT:
-            raise IntegrityError(f"object of {size} bytes is larger than S3's 5 TiB limit")
+            raise AgentError(f"an object of {size} bytes is larger than S3's 5 TiB limit", code=Code.LOCAL_FILE)
         needed = -(-size // MAX_PARTS)  # ceil
         needed = -(-needed // MiB) * MiB  # whole MiB, so plans are stable across runs
         part = min(MAX_PART, max(part_size, minimum, needed))

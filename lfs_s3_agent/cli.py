@@ -194,7 +194,10 @@ def cmd_install(args: argparse.Namespace) -> int:
 
     report = install(_flags(args), save=args.save)
     _print_install(report)
-    print("next: git lfs track '*.bin' && git add .gitattributes && git commit && git push")
+    if report.has_lfs_files:
+        print("next: git lfs pull   (fetches this checkout's LFS objects)")
+    else:
+        print("next: git lfs track '*.bin' && git add .gitattributes && git commit && git push")
     return 0
 
 
@@ -222,17 +225,19 @@ def cmd_clone(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     resolved = settings.load(_flags(args), require_bucket=False)
+    status = 0 if resolved.values["bucket"] else 1
     if args.json:
         out = {name: {"value": resolved.values[name], "source": resolved.sources[name]}
                for name in resolved.values}
         print(json.dumps(out, indent=2))
-        return 0
+        return status
+    if resolved.repo is None:
+        print("(not in a git repository: only flags, LFS_S3_* and global git config apply)", file=sys.stderr)
     width = max(len(spec.name) for spec in settings.FIELDS)
     for spec in settings.FIELDS:
         value = resolved.values[spec.name]
         shown = "(not set)" if value is None or value == "" else value
         print(f"{spec.name:<{width}}  {shown!s:<30}  {resolved.sources[spec.name]}")
-    if not resolved.values["bucket"]:
+    if status:
         print("\nno bucket configured: run `lfs-s3-agent install --bucket NAME`", file=sys.stderr)
-        return 1
-    return 0
+    return status

@@ -42,6 +42,7 @@ class InstallReport:
     settings_file: Path | None = None
     ran_lfs_install: bool = False
     location: str = ""
+    has_lfs_files: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -75,6 +76,10 @@ def install(flags: Mapping[str, Any], *, save: bool = False, cwd: str | os.PathL
             report.notes.append("git config also sets " + ", ".join(shadowed) + ", which overrides the "
                                 "file; remove with `git config --unset KEY`")
     else:
+        from_file = [name for name, source in resolved.sources.items()
+                     if source == settings.SETTINGS_FILE and name in given]
+        if from_file:
+            report.notes.append(f"git config now overrides {settings.SETTINGS_FILE} for: {', '.join(from_file)}")
         for name in given:
             key = settings.FIELDS_BY_NAME[name].git_key
             gitrepo.set_config(key, str(resolved.values[name]), cwd=cwd)
@@ -86,6 +91,7 @@ def install(flags: Mapping[str, Any], *, save: bool = False, cwd: str | os.PathL
     for key, value in agent_keys().items():
         gitrepo.set_config(key, value, cwd=cwd)
         report.written[key] = value
+    report.has_lfs_files = bool(gitrepo.git("lfs", "ls-files", "--name-only", cwd=cwd, check=False).stdout.strip())
     s = resolved.values
     where = f"s3://{s['bucket']}/{s['prefix']}".rstrip("/")
     report.location = where + (f" at {s['endpoint_url']}" if s["endpoint_url"] else "")

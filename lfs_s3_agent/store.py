@@ -198,7 +198,12 @@ class S3Store:
     # -- queries ---------------------------------------------------------------------------
 
     def stat(self, oid: str) -> int | None:
-        """Size of the stored object, or None when it is absent."""
+        """Size of the stored object, or None when it is absent or recorded as another oid.
+
+        Our uploads record the oid as ``x-amz-meta-sha256``; an object at this key whose
+        metadata names another oid was written by something else and is treated as absent,
+        so that the next push replaces it.
+        """
         key = self.key(oid)
         try:
             head = self.client.head_object(Bucket=self.settings.bucket, Key=key)
@@ -209,6 +214,10 @@ class S3Store:
             if err.code == Code.ACCESS_DENIED:
                 raise self._diagnose_forbidden(key, err) from None
             raise err from None
+        recorded = head.get("Metadata", {}).get("sha256")
+        if recorded and recorded != oid:
+            log.warning("%s: stored object is recorded as %s; replacing it", key, recorded)
+            return None
         return int(head["ContentLength"])
 
     def _diagnose_forbidden(self, key: str, fallback: AgentError) -> AgentError:

@@ -252,3 +252,12 @@ def test_head_403_is_an_error_not_absent(harness: Harness) -> None:
         s = harness.run(INIT_UP, upload(OID, len(DATA), harness.file("a", DATA)), TERMINATE, store=store)
         assert s.completes()[0]["error"]["code"] == expected
         assert fake.calls == ["head", "list"]
+
+
+def test_same_size_object_recorded_as_another_oid_is_replaced(harness: Harness) -> None:
+    harness.s3.put_object(Bucket=BUCKET, Key=harness.store.key(OID), Body=b"z" * len(DATA),
+                          Metadata={"sha256": "f" * 64})
+    s = harness.run(INIT_UP, upload(OID, len(DATA), harness.file("a", DATA)), TERMINATE)
+    assert s.completes() == [{"event": "complete", "oid": OID}]
+    assert "PutObject" in s.calls
+    assert harness.s3.get_object(Bucket=BUCKET, Key=harness.store.key(OID))["Body"].read() == DATA

@@ -366,19 +366,10 @@ class S3Store:
               *, translate: Callable[[BaseException], AgentError], version_id: str | None = None,
               etag: str | None = None) -> str:
         """Fetch any object with this store's transfer settings: one stream, or parallel ranges."""
-        from lfs_s3_agent.transfer import PartPlan, ranged_download, stream_download
+        from lfs_s3_agent.transfer import Knobs, fetch
 
-        s = self.settings
-        extra = {"VersionId": version_id} if version_id else {}
-        if size > s.multipart_threshold:
-            sink.flush()
-            return ranged_download(
-                client, bucket=bucket, key=key, fd=sink.fileno(),
-                plan=PartPlan.make(size, s.part_size, s.concurrency, minimum=1), progress=progress,
-                translate=translate, max_attempts=s.max_attempts, extra=extra, etag=etag,
-            )
-        return stream_download(client, bucket=bucket, key=key, size=size, sink=sink, progress=progress,
-                               translate=translate, max_attempts=s.max_attempts, extra=extra, etag=etag)
+        return fetch(client, bucket=bucket, key=key, size=size, sink=sink, progress=progress, translate=translate,
+                     knobs=Knobs.of(self.settings), version_id=version_id, etag=etag)
 
 
 def make_client(settings: Settings) -> Any:

@@ -462,3 +462,36 @@ def ranged_download(client: Any, *, bucket: str, key: str, fd: int, plan: PartPl
 def backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> float:
     """Full-jitter exponential backoff (seconds) before retry number ``attempt``."""
     return random.uniform(0, min(cap, base * (2 ** attempt)))
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """The transfer settings the byte movers need (a subset of ``config.Settings``)."""
+
+    multipart_threshold: int = 16 * MiB
+    part_size: int = 8 * MiB
+    concurrency: int = 8
+    max_attempts: int = 5
+
+    @classmethod
+    def of(cls, values: Any) -> Knobs:
+        """From a Settings model or a plain mapping of setting values."""
+        def get(name: str) -> int:
+            return int(values[name] if isinstance(values, dict) else getattr(values, name))
+
+        return cls(get("multipart_threshold"), get("part_size"), get("concurrency"), get("max_attempts"))
+
+
+def fetch(client: Any, *, bucket: str, key: str, size: int, sink: IO[bytes], progress: ProgressReporter,
+          translate: Translate, knobs: Knobs, version_id: str | None = None, etag: str | None = None) -> str:
+    """Download an object into ``sink`` (one stream, or parallel ranges when large); return its SHA-256."""
+    extra = {"VersionId": version_id} if version_id else {}
+    if size > knobs.multipart_threshold:
+        sink.flush()
+        return ranged_download(
+            client, bucket=bucket, key=key, fd=sink.fileno(),
+            plan=PartPlan.make(size, knobs.part_size, knobs.concurrency, minimum=1), progress=progress,
+            translate=translate, max_attempts=knobs.max_attempts, extra=extra, etag=etag,
+        )
+    return stream_download(client, bucket=bucket, key=key, size=size, sink=sink, progress=progress,
+                           translate=translate, max_attempts=knobs.max_attempts, extra=extra, etag=etag)

@@ -88,6 +88,48 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(p)
     p.set_defaults(func=cmd_clone)
 
+    p = sub.add_parser("link", formatter_class=fmt, help="version files that already live in S3, without copying",
+                       description="Turn S3 objects into LFS pointers under --to. The oid is read from S3's "
+                                   "full-object SHA-256 checksum; the bytes stay in the original and every clone "
+                                   "fetches them from there. Patterns: * ? [..] ** {a,b}, plain keys, prefixes/.",
+                       epilog="examples:\n"
+                              "  lfs-s3-agent link \"s3://survey/tiles/*.laz\" --to data/tiles\n"
+                              "  lfs-s3-agent link \"s3://survey/tiles/**/*.{laz,tif}\" --to data --no-checkout\n"
+                              "  lfs-s3-agent link s3://public-data/dem/ --to dem --no-sign-request")
+    p.add_argument("patterns", nargs="+", metavar="S3_PATTERN", help="s3://bucket/key, prefix/ or glob")
+    p.add_argument("--to", required=True, help="directory (in this repository) for the pointer files")
+    p.add_argument("--no-checkout", dest="checkout", action="store_false",
+                   help="write pointers only; download no bytes (fetch later with git lfs pull or checkout)")
+    p.add_argument("--hash-missing", action="store_true",
+                   help="read objects that have no full-object SHA-256 checksum once to hash them")
+    p.add_argument("--force", action="store_true", help="replace existing files that are not LFS pointers")
+    _add_source_flags(p)
+    p.set_defaults(func=cmd_link)
+
+    p = sub.add_parser("add-checksum", formatter_class=fmt, help="give S3 objects a full-object SHA-256 in place",
+                       description="Copy each matched object onto itself with a SHA-256 checksum (metadata, "
+                                   "content type and storage class kept; ACLs are NOT kept). Objects over 5 GB "
+                                   "cannot be copied in place: use link --hash-missing for those.",
+                       epilog="example:\n  lfs-s3-agent add-checksum \"s3://survey/tiles/*.laz\" --dry-run")
+    p.add_argument("patterns", nargs="+", metavar="S3_PATTERN")
+    p.add_argument("--dry-run", action="store_true", help="list what would change; write nothing")
+    _add_source_flags(p)
+    p.set_defaults(func=cmd_add_checksum)
+
+    p = sub.add_parser("checkout", formatter_class=fmt, help="download and check out LFS files (linked too)",
+                       description="Replace LFS pointer files under the given paths with their content.",
+                       epilog="example:\n  lfs-s3-agent checkout data/tiles")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.set_defaults(func=cmd_checkout)
+
+    p = sub.add_parser("pre-push", formatter_class=fmt, help="the pre-push hook install writes (not for humans)",
+                       description="Run git-lfs's pre-push; linked objects never downloaded here are let "
+                                   "through after their links are recorded in the store.",
+                       epilog="example (in .git/hooks/pre-push):\n  exec lfs-s3-agent pre-push \"$@\"")
+    p.add_argument("remote")
+    p.add_argument("url")
+    p.set_defaults(func=cmd_pre_push)
+
     p = sub.add_parser("config", formatter_class=fmt, help="show the resolved settings and their sources",
                        description="Show each setting, its value and where it came from.",
                        epilog="example:\n  lfs-s3-agent config --json")
@@ -95,6 +137,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_config)
     return parser
+
+
+def _add_source_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("source bucket access (else git config lfs-s3-source.<bucket>.*)")
+    group.add_argument("--no-sign-request", dest="unsigned", action="store_true", default=None,
+                       help="public bucket: send unsigned requests (also AWS_NO_SIGN_REQUEST=1)")
+    group.add_argument("--source-region", dest="region", metavar="REGION")
+    group.add_argument("--source-endpoint-url", dest="endpoint_url", metavar="URL")
+    group.add_argument("--source-profile", dest="profile", metavar="PROFILE")
+    group.add_argument("--jobs", type=int, default=16, help="parallel requests (default 16)")
+    group.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _source_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {"region": args.region, "endpoint_url": args.endpoint_url, "profile": args.profile,
+            "unsigned": args.unsigned}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -221,6 +279,60 @@ def cmd_clone(args: argparse.Namespace) -> int:
     _print_install(report)
     print(f"cloned into {target} with LFS objects from {report.location}")
     return 0
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    from lfs_s3_agent.linking import link
+
+    report = link(args.patterns, args.to, checkout=args.checkout, hash_missing=args.hash_missing, force=args.force,
+                  source_flags=_source_flags(args), jobs=args.jobs, quiet=args.json)
+    if args.json:
+        print(json.dumps({"linked": report.linked, "bytes_referenced": report.bytes_referenced,
+                          "bytes_downloaded": report.bytes_downloaded, "hashed": report.hashed,
+                          "paths": report.paths, "gitattributes": report.gitattributes}, indent=2))
+        return 0
+    if report.gitattributes:
+        print(f"added to .gitattributes: {report.gitattributes}")
+    print(report.summary())
+    print("next: git add .gitattributes " + (args.to if " " not in args.to else f'"{args.to}"')
+          + " && git commit -m 'link data' && git push")
+    return 0
+
+
+def cmd_add_checksum(args: argparse.Namespace) -> int:
+    from lfs_s3_agent.linking import add_checksum
+
+    report = add_checksum(args.patterns, dry_run=args.dry_run, source_flags=_source_flags(args), jobs=args.jobs,
+                          quiet=args.json)
+    if args.json:
+        print(json.dumps({"added": report.added, "already": report.already, "too_large": report.too_large,
+                          "dry_run": report.dry_run}, indent=2))
+        return 1 if report.too_large else 0
+    verb = "would add" if report.dry_run else "added"
+    for url in report.added:
+        print(f"{verb} SHA-256: {url}")
+    print(f"{verb} checksums to {len(report.added)} objects; {report.already} already had one")
+    if report.added and not report.dry_run:
+        print("note: copying in place does not keep ACLs; re-apply any object ACLs you rely on", file=sys.stderr)
+    for url in report.too_large:
+        print(f"skipped (over 5 GB, CopyObject cannot add a full-object SHA-256 in place): {url}; "
+              "use `lfs-s3-agent link --hash-missing` for it", file=sys.stderr)
+    return 1 if report.too_large else 0
+
+
+def cmd_checkout(args: argparse.Namespace) -> int:
+    from lfs_s3_agent.console import human_bytes
+    from lfs_s3_agent.linking import checkout
+
+    report = checkout(args.paths)
+    print(f"checked out {len(report.files)} files, {human_bytes(report.bytes_downloaded)} downloaded")
+    return 0
+
+
+def cmd_pre_push(args: argparse.Namespace) -> int:
+    from lfs_s3_agent.prepush import pre_push
+
+    return pre_push(args.remote, args.url, sys.stdin.buffer.read())
 
 
 def cmd_config(args: argparse.Namespace) -> int:

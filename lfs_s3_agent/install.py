@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lfs_s3_agent import gitrepo, settings
+from lfs_s3_agent import gitrepo, prepush, settings
 from lfs_s3_agent.errors import ConfigError, GitError
 
 AGENT_NAME = "lfs-s3-agent"
@@ -91,6 +91,10 @@ def install(flags: Mapping[str, Any], *, save: bool = False, cwd: str | os.PathL
     for key, value in agent_keys().items():
         gitrepo.set_config(key, value, cwd=cwd)
         report.written[key] = value
+    hook, outcome = prepush.install_hook(cwd)
+    if outcome == "custom":
+        report.notes.append(f"{hook} is a custom hook, left as it is: to push linked files that were never "
+                            "downloaded, call `lfs-s3-agent pre-push \"$@\"` in it instead of `git lfs pre-push`")
     report.has_lfs_files = bool(gitrepo.git("lfs", "ls-files", "--name-only", cwd=cwd, check=False).stdout.strip())
     s = resolved.values
     where = f"s3://{s['bucket']}/{s['prefix']}".rstrip("/")
@@ -132,6 +136,8 @@ def uninstall(*, keep_settings: bool = False, cwd: str | os.PathLike[str] | None
             continue  # someone else's agent: not ours to remove
         if key in local and gitrepo.unset_config(key, cwd=cwd):
             report.removed.append(key)
+    if prepush.remove_hook(cwd):
+        report.removed.append("hooks/pre-push (git-lfs's own restored)")
     if local.get(LFS_INSTALL_MARK) == "true":
         gitrepo.git("lfs", "uninstall", "--local", cwd=cwd)
         report.ran_lfs_uninstall = True

@@ -1,0 +1,133 @@
+"""The pre-push hook: let pushes of linked files that were never downloaded through, safely.
+
+git-lfs refuses to push a commit whose LFS objects are not in the local store, before
+any transfer agent is asked. A pointer made by ``link --no-checkout`` has no local bytes
+on purpose: its bytes stay in the original. So, when every missing object of this push is
+a linked object, we record their links in the LFS store first and then run git-lfs's own
+pre-push with ``lfs.allowincompletepush`` for this one push. Any other missing object
+makes us run the stock pre-push unchanged, which stops the push as it always did: the
+setting is never turned on for the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lfs_s3_agent import gitrepo, settings
+from lfs_s3_agent.links import LinkRecord, LocalLinks, local_links_dir
+from lfs_s3_agent.pointer import MAX_POINTER_SIZE, Pointer
+
+ZERO = "0" * 40
+HOOK_MARK = "# lfs-s3-agent pre-push hook"
+
+
+def hook_script() -> str:
+    return (
+        "#!/bin/sh\n"
+        f"{HOOK_MARK}: runs git-lfs's pre-push, letting linked files that were never downloaded through.\n"
+        "command -v git-lfs >/dev/null 2>&1 || { printf >&2 \"\\n%s\\n\\n\" \"This repository is configured "
+        "for Git LFS but 'git-lfs' was not found on your path.\"; exit 2; }\n"
+        f"exec \"{sys.executable}\" -m lfs_s3_agent pre-push \"$@\"\n"
+    )
+
+
+def pushed_revisions(stdin: bytes) -> list[str]:
+    revs = []
+    for line in stdin.decode("utf-8", "replace").splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[1] != ZERO:
+            revs.append(fields[1])
+    return revs
+
+
+def referenced_pointers(revs: list[str], remote: str, cwd: str | os.PathLike[str] | None = None) -> set[Pointer]:
+    """LFS pointers in the objects these revisions add over what the remote already has."""
+    if not revs:
+        return set()
+    listed = gitrepo.git("rev-list", "--objects", *revs, "--not", f"--remotes={remote}", cwd=cwd).stdout
+    shas = [line.split(" ", 1)[0] for line in listed.splitlines() if line]
+    if not shas:
+        return set()
+    checked = subprocess.run(["git", "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)"],
+                             input="\n".join(shas) + "\n", capture_output=True, text=True, cwd=cwd, check=True)
+    small = [f[0] for f in (line.split() for line in checked.stdout.splitlines())
+             if len(f) == 3 and f[1] == "blob" and int(f[2]) <= MAX_POINTER_SIZE]
+    if not small:
+        return set()
+    out = subprocess.run(["git", "cat-file", "--batch"], input=("\n".join(small) + "\n").encode(),
+                         capture_output=True, cwd=cwd, check=True).stdout
+    pointers = set()
+    pos = 0
+    while pos < len(out):
+        header_end = out.index(b"\n", pos)
+        _, _, size = out[pos:header_end].split(b" ")
+        body = out[header_end + 1: header_end + 1 + int(size)]
+        pos = header_end + 1 + int(size) + 1
+        pointer = Pointer.decode(body)
+        if pointer is not None:
+            pointers.add(pointer)
+    return pointers
+
+
+def pre_push(remote: str, url: str, stdin: bytes, cwd: str | os.PathLike[str] | None = None) -> int:
+    repo = gitrepo.repo_paths(cwd)
+    links = LocalLinks(local_links_dir(repo.common_dir))
+    extra: list[str] = []
+    if links.any():  # only repositories that link pay for the check
+        lfs_storage = gitrepo.read_config(r"^lfs\.storage$", cwd=cwd)
+        storage = gitrepo.lfs_storage_dir(repo, lfs_storage[-1][1] if lfs_storage else None)
+        missing = [p for p in referenced_pointers(pushed_revisions(stdin), remote, cwd)
+                   if not (storage / "objects" / p.oid[0:2] / p.oid[2:4] / p.oid).exists()]
+        records: list[LinkRecord] = []
+        for pointer in missing:
+            record = links.get(pointer.oid)
+            if record is None:
+                records = []
+                break
+            records.append(record)
+        if records:
+            from lfs_s3_agent.store import S3Store
+
+            store = S3Store(settings.load(cwd=cwd).values, links=links)
+            for record in records:
+                store.put_link_record(record)
+            print(f"lfs-s3-agent: {len(records)} linked object(s) in this push were never downloaded here; their "
+                  "links are recorded in the LFS store, so git-lfs's notice about missing objects below is "
+                  "expected.", file=sys.stderr)
+            extra = ["-c", "lfs.allowincompletepush=true"]
+    proc = subprocess.run(["git", *extra, "lfs", "pre-push", remote, url], input=stdin, cwd=cwd, check=False)
+    return proc.returncode
+
+
+def install_hook(cwd: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
+    """Write our pre-push hook over git-lfs's stock one; leave a custom hook alone. (path, what happened)"""
+    hooks = Path(gitrepo.git("rev-parse", "--path-format=absolute", "--git-path", "hooks", cwd=cwd).stdout.strip())
+    path = hooks / "pre-push"
+    current = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    if current == hook_script():
+        return path, "unchanged"
+    if current and HOOK_MARK not in current and not _is_stock_lfs_hook(current):
+        return path, "custom"
+    hooks.mkdir(parents=True, exist_ok=True)
+    path.write_text(hook_script(), encoding="utf-8")
+    path.chmod(0o755)
+    return path, "written"
+
+
+def _is_stock_lfs_hook(text: str) -> bool:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    return any("git lfs pre-push" in ln for ln in lines) and len(lines) <= 3
+
+
+def remove_hook(cwd: str | os.PathLike[str] | None = None) -> bool:
+    """Put git-lfs's stock hook back if ours is there; True when something changed."""
+    hooks = Path(gitrepo.git("rev-parse", "--path-format=absolute", "--git-path", "hooks", cwd=cwd).stdout.strip())
+    path = hooks / "pre-push"
+    if path.exists() and HOOK_MARK in path.read_text(encoding="utf-8", errors="replace"):
+        path.unlink()
+        gitrepo.git("lfs", "update", "--force", cwd=cwd, check=False)
+        return True
+    return False

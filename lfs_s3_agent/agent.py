@@ -151,6 +151,18 @@ class Agent:
         log.info("%s %s (%d bytes)", "uploaded" if uploaded else "already stored", request.oid, request.size)
 
     def _download(self, request: DownloadRequest, progress: ProgressReporter) -> str:
+        """Download into lfs/tmp and verify; bytes that fail the check are fetched once more.
+
+        A mismatch can be damage in transit (a proxy, a flaky link) rather than at rest; a
+        second mismatch is reported. Either way nothing unverified is handed to git-lfs.
+        """
+        try:
+            return self._download_once(request, progress)
+        except IntegrityError as exc:
+            log.warning("%s; downloading it once more", exc.message)
+            return self._download_once(request, progress)
+
+    def _download_once(self, request: DownloadRequest, progress: ProgressReporter) -> str:
         if self.tmp_dir is None:
             raise LocalFileError("cannot download: not inside a git repository (no lfs/tmp directory)")
         try:

@@ -22,6 +22,9 @@ from lfs_s3_agent.errors import ConfigError, GitError
 
 AGENT_NAME = "lfs-s3-agent"
 LFS_INSTALL_MARK = f"{settings.GIT_SECTION}.lfs-install"
+#: git-lfs adds ``lfs.repositoryformatversion`` when it sets a repository up; uninstall takes it back.
+FORMAT_KEY = "lfs.repositoryformatversion"
+FORMAT_MARK = f"{settings.GIT_SECTION}.lfs-format-added"
 
 
 def agent_keys() -> dict[str, str]:
@@ -85,8 +88,11 @@ def install(flags: Mapping[str, Any], *, save: bool = False, cwd: str | os.PathL
             gitrepo.set_config(key, str(resolved.values[name]), cwd=cwd)
             report.written[key] = str(resolved.values[name])
     if not _lfs_filters_configured(cwd):
+        had_format = bool(gitrepo.read_config(rf"^{FORMAT_KEY}$", cwd=cwd, scope="local"))
         gitrepo.git("lfs", "install", "--local", cwd=cwd)
         gitrepo.set_config(LFS_INSTALL_MARK, "true", cwd=cwd)
+        if not had_format and gitrepo.read_config(rf"^{FORMAT_KEY}$", cwd=cwd, scope="local"):
+            gitrepo.set_config(FORMAT_MARK, "true", cwd=cwd)
         report.ran_lfs_install = True
     for key, value in agent_keys().items():
         gitrepo.set_config(key, value, cwd=cwd)
@@ -95,7 +101,10 @@ def install(flags: Mapping[str, Any], *, save: bool = False, cwd: str | os.PathL
     if outcome == "custom":
         report.notes.append(f"{hook} is a custom hook, left as it is: to push linked files that were never "
                             "downloaded, call `lfs-s3-agent pre-push \"$@\"` in it instead of `git lfs pre-push`")
-    report.has_lfs_files = bool(gitrepo.git("lfs", "ls-files", "--name-only", cwd=cwd, check=False).stdout.strip())
+    # Read .gitattributes rather than ask git-lfs, which would write its own state into the config.
+    attributes = (repo.toplevel / ".gitattributes") if repo.toplevel else None
+    report.has_lfs_files = bool(attributes and attributes.is_file()
+                                and "filter=lfs" in attributes.read_text(encoding="utf-8", errors="replace"))
     s = resolved.values
     where = f"s3://{s['bucket']}/{s['prefix']}".rstrip("/")
     report.location = where + (f" at {s['endpoint_url']}" if s["endpoint_url"] else "")
@@ -143,6 +152,10 @@ def uninstall(*, keep_settings: bool = False, cwd: str | os.PathLike[str] | None
         report.ran_lfs_uninstall = True
         gitrepo.unset_config(LFS_INSTALL_MARK, cwd=cwd)
         report.removed.append(LFS_INSTALL_MARK)
+    if local.get(FORMAT_MARK) == "true":
+        for key in (FORMAT_KEY, FORMAT_MARK):
+            if gitrepo.unset_config(key, cwd=cwd):
+                report.removed.append(key)
     if not keep_settings:
         for spec in settings.FIELDS:
             if spec.git_key in local and gitrepo.unset_config(spec.git_key, cwd=cwd):

@@ -12,6 +12,7 @@ setting is never turned on for the repository.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,9 +113,15 @@ def install_hook(cwd: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
     if current and HOOK_MARK not in current and not _is_stock_lfs_hook(current):
         return path, "custom"
     hooks.mkdir(parents=True, exist_ok=True)
+    if current and HOOK_MARK not in current:
+        shutil.copy2(path, _backup(path))  # git-lfs's stock hook (mode kept), restored by uninstall
     path.write_text(hook_script(), encoding="utf-8")
     path.chmod(0o755)
     return path, "written"
+
+
+def _backup(path: Path) -> Path:
+    return path.with_name(path.name + ".before-lfs-s3-agent")
 
 
 def _is_stock_lfs_hook(text: str) -> bool:
@@ -123,11 +130,14 @@ def _is_stock_lfs_hook(text: str) -> bool:
 
 
 def remove_hook(cwd: str | os.PathLike[str] | None = None) -> bool:
-    """Put git-lfs's stock hook back if ours is there; True when something changed."""
+    """Put back the hook ours replaced (or none); True when something changed."""
     hooks = Path(gitrepo.git("rev-parse", "--path-format=absolute", "--git-path", "hooks", cwd=cwd).stdout.strip())
     path = hooks / "pre-push"
-    if path.exists() and HOOK_MARK in path.read_text(encoding="utf-8", errors="replace"):
+    if not (path.exists() and HOOK_MARK in path.read_text(encoding="utf-8", errors="replace")):
+        return False
+    backup = _backup(path)
+    if backup.exists():
+        os.replace(backup, path)
+    else:
         path.unlink()
-        gitrepo.git("lfs", "update", "--force", cwd=cwd, check=False)
-        return True
-    return False
+    return True

@@ -30,7 +30,7 @@ SETTINGS_FILE = ".lfs-s3-agent.toml"
 GIT_SECTION = "lfs-s3-agent"
 ENV_PREFIX = "LFS_S3_"
 #: Git config keys of our section that are bookkeeping of ``install``, not settings.
-INTERNAL_GIT_KEYS = frozenset({f"{GIT_SECTION}.lfs-install"})
+INTERNAL_GIT_KEYS = frozenset({f"{GIT_SECTION}.lfs-install", f"{GIT_SECTION}.lfs-format-added"})
 
 STORAGE_CLASSES = (
     "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",

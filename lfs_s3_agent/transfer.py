@@ -322,6 +322,9 @@ def multipart_upload(client: Any, *, bucket: str, key: str, oid: str, path: Path
             pool.submit(send, number, data)
         grew = fh.read(1) if not failures else b""
     if failures:
+        # A concurrent push of the same oid that resumed this upload may have completed it.
+        if "NoSuchUpload" in failures[0].message and _completed_elsewhere(client, bucket, key, plan.size, oid):
+            return stats
         raise failures[0]
     if grew:
         _aborted(client, bucket, key, upload_id)
@@ -337,17 +340,19 @@ def multipart_upload(client: Any, *, bucket: str, key: str, oid: str, path: Path
     except Exception as exc:
         err = translate(exc)
         # Another push of the same oid may have completed this very upload first.
-        if "NoSuchUpload" in err.message and _stored_size(client, bucket, key) == plan.size:
+        if "NoSuchUpload" in err.message and _completed_elsewhere(client, bucket, key, plan.size, oid):
             return stats
         raise err from None
     return stats
 
 
-def _stored_size(client: Any, bucket: str, key: str) -> int | None:
+def _completed_elsewhere(client: Any, bucket: str, key: str, size: int, oid: str) -> bool:
+    """Is the object now stored, with our size and recorded oid (by another agent)?"""
     try:
-        return int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        head = client.head_object(Bucket=bucket, Key=key)
     except Exception:
-        return None
+        return False
+    return int(head["ContentLength"]) == size and head.get("Metadata", {}).get("sha256") == oid
 
 
 def stream_download(client: Any, *, bucket: str, key: str, size: int, sink: IO[bytes], progress: ProgressReporter,

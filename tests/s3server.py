@@ -79,3 +79,28 @@ class MotoServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def create_iam_access_key(server: MotoServer, user: str = "lfs-e2e") -> tuple[str, str]:
+    """An IAM user with an allow-all inline policy and an access key (call while auth is still off)."""
+    import json
+
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=server.endpoint, region_name="us-east-1",
+                       aws_access_key_id=TEST_ENV["AWS_ACCESS_KEY_ID"],
+                       aws_secret_access_key=TEST_ENV["AWS_SECRET_ACCESS_KEY"])
+    iam.create_user(UserName=user)
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    iam.put_user_policy(UserName=user, PolicyName="allow-all", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
+
+
+def enable_auth(server: MotoServer) -> None:
+    """Switch moto's request authentication on for this server (never for a shared one)."""
+    request = urllib.request.Request(f"{server.endpoint}/moto-api/reset-auth", data=b"0", method="POST",
+                                     headers={"Content-Type": "text/plain"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        if response.status != 200:
+            raise RuntimeError(f"moto reset-auth answered {response.status}")

@@ -1,9 +1,10 @@
-from pathlib import Path
+from collections.abc import Callable
 
+from tests.e2e.conftest import Git
 from tests.s3server import MotoServer
 
 
-def test_push_then_pull_in_fresh_clone(make_clone, s3: MotoServer, bucket: str) -> None:
+def test_push_then_pull_in_fresh_clone(make_clone: Callable[..., Git], s3: MotoServer, bucket: str) -> None:
     a = make_clone("a")
     a.run("lfs", "track", "*.bin")
     data = bytes(range(256)) * 4096

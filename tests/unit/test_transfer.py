@@ -81,9 +81,8 @@ def test_part_plan_numbers_and_offsets() -> None:
 
 
 def test_part_plan_refuses_more_than_5_tib() -> None:
-    from lfs_s3_agent.transfer import MAX_OBJECT, PartPlan
-
     from lfs_s3_agent.errors import AgentError, Code
+    from lfs_s3_agent.transfer import MAX_OBJECT, PartPlan
 
     with pytest.raises(AgentError, match="5 TiB") as info:
         PartPlan.make(MAX_OBJECT + 1, 8 * MiB, 8)

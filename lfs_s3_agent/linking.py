@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -220,7 +221,7 @@ def link(patterns: list[str], to: str, *, checkout: bool = True, hash_missing: b
         if path in targets:
             raise LinkError(f"{item.url} and {targets[path].url} would both be written to {path}")
         targets[path] = item
-    _refuse_overwrites(targets, force)
+    unchanged = _refuse_overwrites(targets, force)
 
     storage = gitrepo.lfs_storage_dir(repo, _lfs_storage(cwd))
     report = LinkReport()
@@ -241,16 +242,31 @@ def link(patterns: list[str], to: str, *, checkout: bool = True, hash_missing: b
                                                   quiet)
     for path, item in targets.items():
         assert item.oid is not None
+        report.paths.append(str(path.relative_to(toplevel)))
+        if path in unchanged:
+            continue  # already this object's content: linked before
         path.parent.mkdir(parents=True, exist_ok=True)
         if checkout:
             _copy_atomic(object_path(storage, item.oid), path)
         else:
             _write_atomic(path, Pointer(item.oid, item.size).encode())
-        report.paths.append(str(path.relative_to(toplevel)))
     report.linked = len(items)
     report.bytes_referenced = sum(s.size for s in items)
     report.gitattributes = ensure_lfs_tracked(toplevel, dest_dir, list(targets), cwd=cwd)
+    refresh_index(toplevel, list(targets))
     return report
+
+
+def refresh_index(toplevel: Path, paths: list[Path]) -> None:
+    """Tell git that rewritten files still match the index (as git-lfs does after its checkout).
+
+    Replacing a pointer with content changes the file's size, and git reports it as modified
+    until the index entry is refreshed through the clean filter.
+    """
+    if paths:
+        listed = "".join(str(p.relative_to(toplevel)) + "\n" for p in paths)
+        subprocess.run(["git", "update-index", "-q", "--refresh", "--stdin"], input=listed, text=True,
+                       cwd=toplevel, capture_output=True, check=False)
 
 
 def _lfs_storage(cwd: str | os.PathLike[str] | None) -> str | None:
@@ -258,19 +274,34 @@ def _lfs_storage(cwd: str | os.PathLike[str] | None) -> str | None:
     return pairs[-1][1] if pairs else None
 
 
-def _refuse_overwrites(targets: Mapping[Path, Source], force: bool) -> None:
+def _refuse_overwrites(targets: Mapping[Path, Source], force: bool) -> set[Path]:
+    """Refuse to replace files that are neither pointers nor the object's content; return the latter."""
     blocked = []
-    for path in targets:
+    unchanged = set()
+    for path, item in targets.items():
         if path.is_dir():
             raise LinkError(f"{path} is a directory; cannot write a file there")
         if path.exists() and not force:
             with open(path, "rb") as fh:
-                if Pointer.decode(fh.read(MAX_POINTER_SIZE + 1)) is None:
-                    blocked.append(str(path))
+                if Pointer.decode(fh.read(MAX_POINTER_SIZE + 1)) is not None:
+                    continue
+            if item.oid is not None and path.stat().st_size == item.size and _sha256_file(path) == item.oid:
+                unchanged.add(path)
+            else:
+                blocked.append(str(path))
     if blocked:
         listed = "\n  ".join(blocked[:20])
         raise LinkError(f"{len(blocked)} file(s) exist and are not LFS pointers; nothing was written:\n  {listed}\n"
                         "Move them away, or pass --force to replace them")
+    return unchanged
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def object_path(storage: Path, oid: str) -> Path:
@@ -369,8 +400,24 @@ def _fetch_objects(items: list[Source], sources: Sources, storage: Path, jobs: i
     return sum(s.size for s in todo)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Permissions of files we create in the working tree, as git would create them.
+FILE_MODE = 0o666 & ~_umask()
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600
+    return fd, tmp
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -381,7 +428,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _copy_atomic(src: Path, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
@@ -508,6 +555,8 @@ def checkout(paths: list[str], *, cwd: str | os.PathLike[str] | None = None, qui
         root = (base / given).resolve()
         if not root.exists():
             raise LocalFileError(f"{given}: no such file or directory")
+        if root != repo.toplevel.resolve() and repo.toplevel.resolve() not in root.parents:
+            raise LocalFileError(f"{given}: outside the repository at {repo.toplevel}")
         files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file() and ".git" not in p.parts]
         for path in files:
             if path.stat().st_size <= MAX_POINTER_SIZE:
@@ -524,6 +573,7 @@ def checkout(paths: list[str], *, cwd: str | os.PathLike[str] | None = None, qui
             _copy_atomic(target, path)
             report.files.append(str(path))
             bar.advance(1, pointer.size)
+    refresh_index(repo.toplevel, [p for p, _ in pointers])
     return report
 
 

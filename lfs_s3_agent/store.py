@@ -208,6 +208,17 @@ class S3Store:
         metadata names another oid was written by something else and is treated as absent,
         so that the next push replaces it.
         """
+        found = self._existing(oid)
+        if found is None:
+            return None
+        size, recorded = found
+        if recorded and recorded != oid:
+            log.warning("%s: stored object is recorded as %s; replacing it", self.key(oid), recorded)
+            return None
+        return size
+
+    def _existing(self, oid: str) -> tuple[int, str | None] | None:
+        """(size, recorded oid) of whatever is stored at the oid's key, or None when nothing is."""
         key = self.key(oid)
         try:
             head = self.client.head_object(Bucket=self.settings.bucket, Key=key)
@@ -218,11 +229,7 @@ class S3Store:
             if err.code == Code.ACCESS_DENIED:
                 raise self._diagnose_forbidden(key, err) from None
             raise err from None
-        recorded = head.get("Metadata", {}).get("sha256")
-        if recorded and recorded != oid:
-            log.warning("%s: stored object is recorded as %s; replacing it", key, recorded)
-            return None
-        return int(head["ContentLength"])
+        return int(head["ContentLength"]), head.get("Metadata", {}).get("sha256")
 
     def _diagnose_forbidden(self, key: str, fallback: AgentError) -> AgentError:
         """A HEAD 403 has no body, so bad keys and missing permissions look alike: ask again."""
@@ -243,14 +250,25 @@ class S3Store:
             self.put_link_record(record)
             progress.finish()
             return False
-        stored = self.stat(oid)
-        if stored == size:
+        found = self._existing(oid)
+        if found is not None and found[0] == size and found[1] in (None, oid):
             progress.finish()
             return False
         key = self.key(oid)
-        if stored is not None:
-            log.warning("%s: stored size %d differs from %d; replacing it", key, stored, size)
-        from lfs_s3_agent.transfer import HashingReader, PartPlan, multipart_upload
+        if found is not None:
+            log.warning("%s: stored object (%d bytes, recorded as %s) is not this oid's; replacing it", key,
+                        found[0], found[1])
+        from lfs_s3_agent.transfer import (
+            HashingReader,
+            PartPlan,
+            completed_elsewhere,
+            multipart_upload,
+            precondition_failed,
+        )
+
+        # Write only if nothing is there yet: when two pushes race, the second finds the first's
+        # object instead of overwriting it (and a store that ignores If-None-Match still works).
+        only_if_absent = found is None
 
         extra = self._put_args(oid)
         s = self.settings
@@ -259,22 +277,27 @@ class S3Store:
                 self.client, bucket=s.bucket, key=key, oid=oid, path=path,
                 plan=PartPlan.make(size, s.part_size, s.concurrency), progress=progress,
                 translate=lambda exc: self._error(exc, key), create_args=extra,
-                stale_after=s.stale_upload_days * 86400.0,
+                stale_after=s.stale_upload_days * 86400.0, only_if_absent=only_if_absent,
             )
-            log.info("%s: %d parts sent, %d reused from an unfinished upload", key, stats.parts_sent,
-                     stats.parts_reused)
+            log.info("%s: %d parts sent, %d reused from an unfinished upload%s", key, stats.parts_sent,
+                     stats.parts_reused, "; another push stored it first" if stats.raced else "")
             progress.finish()
-            return True
+            return not stats.raced
         with open(path, "rb") as fh:
             body = HashingReader(fh, size, oid, progress, label=str(path))
             try:
                 self.client.put_object(
                     Bucket=self.settings.bucket, Key=key, Body=body, ContentLength=size,
-                    ChecksumSHA256=checksum_of(oid), **extra,
+                    ChecksumSHA256=checksum_of(oid), **extra, **({"IfNoneMatch": "*"} if only_if_absent else {}),
                 )
             except IntegrityError:
                 raise
             except Exception as exc:
+                # Refused because another push stored it meanwhile (412), or failed while it did.
+                if (only_if_absent or precondition_failed(exc)) and completed_elsewhere(
+                        self.client, s.bucket, key, size, oid):
+                    progress.finish()
+                    return False
                 raise self._error(exc, key) from None
         progress.finish()
         return True

@@ -207,6 +207,14 @@ class UploadStats:
     parts_sent: int = 0
     parts_reused: int = 0
     upload_id: str = ""
+    raced: bool = False  #: another push stored the object first; ours was not needed
+
+
+def precondition_failed(exc: BaseException) -> bool:
+    """Did S3 refuse a conditional request (If-None-Match / If-Match) with 412?"""
+    response = getattr(exc, "response", None) or {}
+    code = response.get("Error", {}).get("Code")
+    return code in ("PreconditionFailed", "412") or response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412
 
 
 def _aborted(client: Any, bucket: str, key: str, upload_id: str) -> None:
@@ -260,7 +268,7 @@ def _same_part(listed: dict[str, Any], data: bytes, checksum: str) -> bool:
 
 def multipart_upload(client: Any, *, bucket: str, key: str, oid: str, path: Path, plan: PartPlan,
                      progress: ProgressReporter, translate: Translate, create_args: dict[str, Any],
-                     stale_after: float) -> UploadStats:
+                     stale_after: float, only_if_absent: bool = False) -> UploadStats:
     """Upload ``path`` in parallel parts, each checked by S3 against its SHA-256; resume where possible.
 
     The file is read once, in order, by this thread, which hashes the whole object; worker
@@ -322,8 +330,10 @@ def multipart_upload(client: Any, *, bucket: str, key: str, oid: str, path: Path
             pool.submit(send, number, data)
         grew = fh.read(1) if not failures else b""
     if failures:
-        # A concurrent push of the same oid that resumed this upload may have completed it.
-        if "NoSuchUpload" in failures[0].message and _completed_elsewhere(client, bucket, key, plan.size, oid):
+        # A concurrent push of the same oid may have completed this very upload (which it resumed)
+        # or its own: then the object is there, recorded as this oid, and nothing is lost.
+        if not isinstance(failures[0], IntegrityError) and completed_elsewhere(client, bucket, key, plan.size, oid):
+            stats.raced = True
             return stats
         raise failures[0]
     if grew:
@@ -336,17 +346,19 @@ def multipart_upload(client: Any, *, bucket: str, key: str, oid: str, path: Path
     parts = [done[n] for n in sorted(done)]
     try:
         client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
-                                         MultipartUpload={"Parts": parts})
+                                         MultipartUpload={"Parts": parts},
+                                         **({"IfNoneMatch": "*"} if only_if_absent else {}))
     except Exception as exc:
-        err = translate(exc)
-        # Another push of the same oid may have completed this very upload first.
-        if "NoSuchUpload" in err.message and _completed_elsewhere(client, bucket, key, plan.size, oid):
+        # Another push of the same oid may have stored it first, or completed this very upload.
+        if completed_elsewhere(client, bucket, key, plan.size, oid):
+            _aborted(client, bucket, key, upload_id)
+            stats.raced = True
             return stats
-        raise err from None
+        raise translate(exc) from None
     return stats
 
 
-def _completed_elsewhere(client: Any, bucket: str, key: str, size: int, oid: str) -> bool:
+def completed_elsewhere(client: Any, bucket: str, key: str, size: int, oid: str) -> bool:
     """Is the object now stored, with our size and recorded oid (by another agent)?"""
     try:
         head = client.head_object(Bucket=bucket, Key=key)

@@ -219,3 +219,36 @@ def test_fresh_unfinished_upload_is_resumed_not_aborted(harness: Harness, monkey
     s = harness.run(INIT_UP, upload(OID, len(DATA), path), TERMINATE, store=second)
     assert s.completes() == [{"event": "complete", "oid": OID}]
     assert parts.calls == 2 and "AbortMultipartUpload" not in s.calls
+
+
+def test_upload_completed_by_a_concurrent_push_is_success(harness: Harness) -> None:
+    """Two pushes of one oid: the other finishes first; ours sees NoSuchUpload and finds the object stored."""
+    store = small_parts(harness)
+    real_complete = store.client.complete_multipart_upload
+
+    def other_push_wins(**kwargs: Any) -> Any:
+        real_complete(**kwargs)  # the other push completes this very upload...
+        raise ClientError({"Error": {"Code": "NoSuchUpload", "Message": "gone"},  # ...so ours is told it's gone
+                           "ResponseMetadata": {"HTTPStatusCode": 404}}, "CompleteMultipartUpload")
+
+    store.client.complete_multipart_upload = other_push_wins
+    s = harness.run(INIT_UP, upload(OID, len(DATA), harness.file("big", DATA)), TERMINATE, store=store)
+    assert s.completes() == [{"event": "complete", "oid": OID}]
+    assert harness.s3.get_object(Bucket=BUCKET, Key=store.key(OID))["Body"].read() == DATA
+
+
+def test_object_stored_by_a_concurrent_push_is_not_overwritten(harness: Harness) -> None:
+    """If-None-Match: the second writer of an oid gets 412 and accepts the first writer's object."""
+    store = small_parts(harness)
+    real_create = store.client.create_multipart_upload
+
+    def other_push_stores_first(**kwargs: Any) -> Any:
+        harness.s3.put_object(Bucket=BUCKET, Key=store.key(OID), Body=DATA, Metadata={"sha256": OID})
+        return real_create(**kwargs)
+
+    store.client.create_multipart_upload = other_push_stores_first
+    s = harness.run(INIT_UP, upload(OID, len(DATA), harness.file("big", DATA)), TERMINATE, store=store)
+    assert s.completes() == [{"event": "complete", "oid": OID}]
+    assert "Uploads" not in harness.s3.list_multipart_uploads(Bucket=BUCKET)  # ours was aborted
+    versions = harness.s3.list_object_versions(Bucket=BUCKET).get("Versions", [])
+    assert len(versions) == 1

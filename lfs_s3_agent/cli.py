@@ -130,6 +130,94 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url")
     p.set_defaults(func=cmd_pre_push)
 
+    p = sub.add_parser("verify", formatter_class=fmt, help="check that every LFS object of some revisions is stored",
+                       description="Check that every LFS object reachable from the given revisions (default HEAD; "
+                                   "--all: every ref) is in the store with the right size; linked objects: that the "
+                                   "original still exists unchanged. --deep re-reads and re-hashes every byte. Lists "
+                                   "missing and corrupt objects with their paths and the commits that added them; "
+                                   "exit status 1 when there is any.",
+                       epilog="examples:\n"
+                              "  lfs-s3-agent verify                 # what HEAD needs\n"
+                              "  lfs-s3-agent verify --all --deep    # every ref, every byte re-hashed\n"
+                              "  lfs-s3-agent verify v1.0 main --json")
+    p.add_argument("revs", nargs="*", metavar="REV", help="revisions (default: HEAD)")
+    p.add_argument("--all", dest="all_refs", action="store_true", help="every ref (branches, tags, remotes, stash)")
+    p.add_argument("--deep", action="store_true", help="download and re-hash every object (slow; reads every byte)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_setting_flags(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("gc", formatter_class=fmt, help="delete store objects that no ref references",
+                       description="Delete stored objects and link records under the prefix that no ref of this "
+                                   "repository references (branches, tags, remote-tracking refs, stash, reflogs), "
+                                   "older than the grace period, and abort our stale unfinished multipart uploads. "
+                                   "A dry run unless --force. Keys that are not in lfs-s3-agent's layout are never "
+                                   "touched. Exit status 3 when --max-requests stopped it (run again to continue).",
+                       epilog="examples:\n"
+                              "  lfs-s3-agent gc                       # dry run: what would be deleted\n"
+                              "  lfs-s3-agent gc --force --grace 30d --max-requests 500\n"
+                              "  git -C ../fork lfs ls-files --all --long > keep.txt\n"
+                              "  lfs-s3-agent gc --force --keep-from keep.txt   # a prefix shared by two repos")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="list what would be deleted (the default)")
+    mode.add_argument("--force", action="store_true", help="really delete")
+    p.add_argument("--grace", default="7d", help="keep objects newer than this (default 7d; s/m/h/d/w)")
+    p.add_argument("--max-requests", type=int, metavar="N", help="stop before making more than N S3 requests")
+    p.add_argument("--keep-from", metavar="FILE", help="also keep these oids (one per line, # comments; - for stdin)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_setting_flags(p)
+    p.set_defaults(func=cmd_gc)
+
+    p = sub.add_parser("ls", formatter_class=fmt, help="list the store's objects",
+                       description="List every object in the store: date, size, stored or linked, whether HEAD "
+                                   "references it (and at which path); keys that are not ours are listed apart.",
+                       epilog="examples:\n  lfs-s3-agent ls\n  lfs-s3-agent ls --json | jq '.objects[] | "
+                              "select(.in_head == false)'")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_setting_flags(p)
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("du", formatter_class=fmt, help="totals: stored and linked bytes, referenced by HEAD or not",
+                       description="Count the store's objects and bytes: stored, linked (and the bytes HEAD's linked "
+                                   "objects keep in their originals), referenced by HEAD or not.",
+                       epilog="example:\n  lfs-s3-agent du --json")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_setting_flags(p)
+    p.set_defaults(func=cmd_du)
+
+    p = sub.add_parser("copy", formatter_class=fmt, help="copy the store to another bucket/prefix/region/account",
+                       description="Copy every object and link record of the store to s3://BUCKET/PREFIX: "
+                                   "server-side (CopyObject; UploadPartCopy above 5 GB) when the destination's "
+                                   "credentials can read the source, streamed through this machine otherwise. "
+                                   "Restartable: objects already there with the same size and checksum are "
+                                   "skipped. The destination defaults to the source's profile, region and endpoint.",
+                       epilog="examples:\n"
+                              "  lfs-s3-agent copy s3://new-bucket/my-repo --dry-run\n"
+                              "  lfs-s3-agent copy s3://backup/my-repo --dest-region eu-west-1 --jobs 16\n"
+                              "  lfs-s3-agent copy s3://archive/repo --dest-profile other-account "
+                              "--dest-endpoint-url aws")
+    p.add_argument("destination", metavar="s3://BUCKET/PREFIX")
+    p.add_argument("--dry-run", action="store_true", help="say what would be copied; write nothing")
+    p.add_argument("--jobs", type=int, default=8, help="objects copied in parallel (default 8)")
+    p.add_argument("--dest-profile", metavar="PROFILE", help="AWS profile for the destination")
+    p.add_argument("--dest-region", metavar="REGION", help="the destination bucket's region")
+    p.add_argument("--dest-endpoint-url", metavar="URL",
+                   help="the destination's endpoint ('aws' for AWS itself when the source has a custom one)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_setting_flags(p)
+    p.set_defaults(func=cmd_copy)
+
+    p = sub.add_parser("doctor", formatter_class=fmt, help="check the setup end to end and say how to fix it",
+                       description="Check, in order: git and git-lfs versions, this repository's install state, the "
+                                   "settings and where each comes from, the credentials' identity (never the "
+                                   "secret), the bucket and its region, writing/reading/deleting a probe object "
+                                   "under the prefix, and whether the endpoint accepts boto3's default checksums. "
+                                   "Exit status 1 if any check failed.",
+                       epilog="examples:\n  lfs-s3-agent doctor\n  lfs-s3-agent doctor --json")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_setting_flags(p)
+    p.set_defaults(func=cmd_doctor)
+
     p = sub.add_parser("config", formatter_class=fmt, help="show the resolved settings and their sources",
                        description="Show each setting, its value and where it came from.",
                        epilog="example:\n  lfs-s3-agent config --json")
@@ -333,6 +421,96 @@ def cmd_pre_push(args: argparse.Namespace) -> int:
     from lfs_s3_agent.prepush import pre_push
 
     return pre_push(args.remote, args.url, sys.stdin.buffer.read())
+
+
+def _print_lines(lines: list[str]) -> None:
+    for line in lines:
+        print(line)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from lfs_s3_agent.maintenance import verify
+
+    report = verify(args.revs, all_refs=args.all_refs, deep=args.deep, flags=_flags(args), quiet=args.json)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        _print_lines(report.render())
+    return 0 if report.ok else 1
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from lfs_s3_agent.maintenance import gc
+
+    report = gc(_flags(args), force=args.force, grace=args.grace, max_requests=args.max_requests,
+                keep_from=args.keep_from, quiet=args.json)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        _print_lines(report.render())
+    if report.stopped and not args.json:
+        print(f"lfs-s3-agent: {report.stopped}", file=sys.stderr)
+    return report.exit_status
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from lfs_s3_agent.maintenance import inventory, ls_json, ls_render
+
+    inv = inventory(_flags(args), quiet=args.json)
+    if args.json:
+        _print_json(ls_json(inv))
+    else:
+        _print_lines(ls_render(inv))
+    return 0
+
+
+def cmd_du(args: argparse.Namespace) -> int:
+    from lfs_s3_agent.maintenance import du
+
+    usage = du(_flags(args), quiet=args.json)
+    if args.json:
+        _print_json(usage.to_json())
+    else:
+        _print_lines(usage.render())
+    return 0
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    from lfs_s3_agent.copying import copy
+
+    def echo(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    plain = not args.json and not sys.stderr.isatty()  # one line per object when there is no progress bar
+    report = copy(args.destination, flags=_flags(args), dry_run=args.dry_run, jobs=args.jobs,
+                  dest_profile=args.dest_profile, dest_region=args.dest_region,
+                  dest_endpoint_url=args.dest_endpoint_url, quiet=args.json, echo=echo if plain else None)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        _print_lines(report.render())
+    return 0 if report.ok else 1
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from lfs_s3_agent.doctor import MARKS, doctor
+
+    report = doctor(_flags(args))
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+        try:
+            "".join(MARKS.values()).encode(encoding)
+            unicode = True
+        except (UnicodeEncodeError, LookupError):
+            unicode = False
+        _print_lines(report.render(unicode=unicode))
+    return 0 if report.ok else 1
 
 
 def cmd_config(args: argparse.Namespace) -> int:

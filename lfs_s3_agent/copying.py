@@ -123,7 +123,7 @@ class CopyReport:
         if self.fallback:
             lines.append(f"note: {self.fallback}")
         for i in self.failed:
-            lines.append(f"✗ {i.entry.key}: {i.error}")
+            lines.append(f"FAILED {i.entry.key}: {i.error}")
         verb = "would copy" if self.dry_run else "copied"
         server = sum(1 for i in self.copied if i.how.startswith("server-side"))
         how = "" if self.dry_run else f" ({server} server-side, {len(self.copied) - server} streamed)"
@@ -425,10 +425,11 @@ def copy(destination: str, *, flags: Mapping[str, Any] | None = None, dry_run: b
     if not same_endpoint:
         copier.fallback = "the destination is on another endpoint: copying through this machine"
 
-    listing = list_store(src_client, src.bucket, src.prefix, ctx.tr())
+    listing = list_store(src_client, src.bucket, src.prefix, ctx.tr(), quiet=quiet)
     report.foreign = listing.foreign
     there = list_store(dest_client, dest_values.bucket, dest_values.prefix,
-                       lambda exc: translate(exc, bucket=dest_values.bucket, endpoint=dest_values.endpoint_url))
+                       lambda exc: translate(exc, bucket=dest_values.bucket, endpoint=dest_values.endpoint_url),
+                       quiet=quiet)
     listed = {e.key: (e.stored_bytes, e.etag) for e in there.entries}
     base = f"{src.prefix}/" if src.prefix else ""
     items = [Item(e, (f"{prefix}/" if prefix else "") + e.key[len(base):])
@@ -446,8 +447,9 @@ def copy(destination: str, *, flags: Mapping[str, Any] | None = None, dry_run: b
             else:
                 copier.copy(item)
                 if echo is not None:
-                    echo(f"copied {item.entry.key} -> {copier.dest_url(item.dest_key)} "
-                         f"({human_bytes(item.entry.stored_bytes)}, {item.how})")
+                    with copier.lock:  # whole lines, whatever the number of threads
+                        echo(f"copied {item.entry.key} -> {copier.dest_url(item.dest_key)} "
+                             f"({human_bytes(item.entry.stored_bytes)}, {item.how})")
         except AgentError as err:
             item.error = err.message
             if err.code in _FATAL:

@@ -188,7 +188,7 @@ def source_settings(bucket: str, *, flags: Mapping[str, Any] | None = None, reco
 def make_source_client(source: SourceSettings, *, max_attempts: int = 5, timeout: int = 60,
                        checksums_when_required: bool = False) -> Any:
     """A boto3 client for a source bucket: its own region/endpoint/profile, or unsigned for public data."""
-    import boto3
+    import botocore.session
     from botocore import UNSIGNED
     from botocore.config import Config
 
@@ -200,9 +200,8 @@ def make_source_client(source: SourceSettings, *, max_attempts: int = 5, timeout
         **({"signature_version": UNSIGNED} if source.unsigned else {}),
         **(_WHEN_REQUIRED if checksums_when_required else {}),
     )
-    session = boto3.session.Session(profile_name=None if source.unsigned else source.profile,
-                                    region_name=source.region)
-    return session.client("s3", endpoint_url=source.endpoint_url, config=config)
+    session = botocore.session.Session(profile=None if source.unsigned else source.profile)
+    return session.create_client("s3", region_name=source.region, endpoint_url=source.endpoint_url, config=config)
 
 
 def broken_link(record: LinkRecord, err: AgentError) -> AgentError:

@@ -124,11 +124,43 @@ def _error(store: S3Store, exc: BaseException, key: str | None = None) -> AgentE
     return translate(exc, bucket=s.bucket, key=key, endpoint=s.endpoint_url, region=s.region)
 
 
+class ListingProgress:
+    """Keys listed so far: a redrawn line on a terminal, a plain line every 100 pages otherwise."""
+
+    def __init__(self, label: str, quiet: bool = False) -> None:
+        self.label = label
+        self.quiet = quiet
+        self.stream = sys.stderr
+        self.tty = self.stream.isatty()
+        self.pages = 0
+        self.keys = 0
+
+    def page(self, keys: int) -> None:
+        self.pages += 1
+        self.keys += keys
+        if self.quiet:
+            return
+        if self.tty:
+            self.stream.write(f"\r{self.label}: {self.keys} keys")
+            self.stream.flush()
+        elif self.pages % 100 == 0:
+            print(f"{self.label}: {self.keys} keys so far", file=self.stream, flush=True)
+
+    def done(self) -> None:
+        if self.quiet or (not self.tty and self.pages < 100):
+            return
+        if self.tty:
+            self.stream.write("\n")
+        else:
+            print(f"{self.label}: {self.keys} keys", file=self.stream, flush=True)
+
+
 def list_store(client: Any, bucket: str, prefix: str, tr: Callable[[BaseException], AgentError],
-               budget: Budget | None = None) -> Listing:
+               budget: Budget | None = None, quiet: bool = True) -> Listing:
     """Every key under the prefix, sorted into ours and foreign ones (one request per 1,000 keys)."""
     listing = Listing()
     token = None
+    progress = ListingProgress(f"listing s3://{bucket}/{list_prefix(prefix)}", quiet=quiet)
     while True:
         if budget is not None:
             budget.spend()
@@ -139,6 +171,7 @@ def list_store(client: Any, bucket: str, prefix: str, tr: Callable[[BaseExceptio
             page = client.list_objects_v2(**args)
         except Exception as exc:
             raise tr(exc) from None
+        progress.page(len(page.get("Contents", [])))
         for obj in page.get("Contents", []):
             key = obj["Key"]
             found = classify(prefix, key)
@@ -149,6 +182,7 @@ def list_store(client: Any, bucket: str, prefix: str, tr: Callable[[BaseExceptio
                                              last_modified=obj["LastModified"], etag=str(obj.get("ETag", ""))))
         token = page.get("NextContinuationToken")
         if not page.get("IsTruncated") or not token:
+            progress.done()
             return listing
 
 
@@ -268,7 +302,8 @@ class VerifyReport:
         if self.note:
             lines.append(self.note)
         for p in self.problems:
-            lines.append(f"✗ {p.status}: {p.path or '(path unknown)'}  {p.pointer.oid} ({human_bytes(p.pointer.size)})")
+            lines.append(f"{p.status.upper()}: {p.path or '(path unknown)'}  {p.pointer.oid} "
+                         f"({human_bytes(p.pointer.size)})")
             lines.append(f"    {p.detail}")
             if p.commits:
                 lines.append("    added in " + ", ".join(f"{c[:10]} ({path})" if path != p.path else c[:10]
@@ -300,7 +335,7 @@ class _Verifier:
         self.deep = deep
         self.cwd = cwd
 
-    def check(self, pointer: Pointer, where_path: str) -> tuple[str, Problem | None]:
+    def check(self, pointer: Pointer) -> tuple[str, Problem | None]:
         """("stored" | "linked", the problem found or None)."""
         store = self.store
         s = store.settings
@@ -449,7 +484,7 @@ def verify(revs: list[str] | None = None, *, all_refs: bool = False, deep: bool 
 
     def one(item: Reached) -> tuple[str, Problem | None]:
         try:
-            result = verifier.check(item.pointer, item.path)
+            result = verifier.check(item.pointer)
         except AgentError as err:
             result = ("stored", Problem("error", item.pointer, ctx.store.describe(item.oid), err.message,
                                         fix=_fix_for(err)))
@@ -639,7 +674,7 @@ def gc(flags: Mapping[str, Any] | None = None, *, force: bool = False, grace: st
     client = ctx.store.client
     budget = Budget(max_requests)
     try:
-        listing = list_store(client, s.bucket, s.prefix, ctx.tr(), budget)
+        listing = list_store(client, s.bucket, s.prefix, ctx.tr(), budget, quiet=quiet)
         uploads = list_uploads(client, s.bucket, s.prefix, ctx.tr(), budget)
     except BudgetReached:
         report.requests = budget.used
@@ -726,8 +761,8 @@ def inventory(flags: Mapping[str, Any] | None = None, *, cwd: Cwd = None, read_l
     if ctx.repo is not None:
         head = {}
         if reachable.has_commits("HEAD", cwd):
-            head = {r.oid: r for r in reachable.scan(["HEAD"], cwd).values()}
-    listing = list_store(ctx.store.client, s.bucket, s.prefix, ctx.tr())
+            head = {r.oid: r for r in reachable.scan(["HEAD^{tree}"], cwd).values()}
+    listing = list_store(ctx.store.client, s.bucket, s.prefix, ctx.tr(), quiet=quiet)
     linked = [e for e in listing.entries if e.kind == "linked"]
     for e in linked:
         if head and e.oid in head:
@@ -791,20 +826,20 @@ class Usage:
                 "head_objects": self.head_objects, "head_missing": self.head_missing}
 
     def render(self) -> list[str]:
-        st, ln = self.stored, self.linked
-        lines = [f"{self.store}:",
-                 f"  stored objects  {st['count']:>8}  {human_bytes(st['bytes']):>10}"]
+        st, ln, fo = self.stored, self.linked, self.foreign
+
+        def row(label: str, count: int, size: int, note: str = "") -> str:
+            return f"  {label:<22}{count:>8}  {human_bytes(size):>10}" + (f"  ({note})" if note else "")
+
+        lines = [f"{self.store}:", row("stored objects", st["count"], st["bytes"])]
         if self.head_objects is not None:
-            lines.append(f"    referenced by HEAD  {st['head_count']:>8}  {human_bytes(st['head_bytes']):>10}")
-            lines.append(f"    not in HEAD         {st['count'] - st['head_count']:>8}  "
-                         f"{human_bytes(st['bytes'] - st['head_bytes']):>10}")
-        lines.append(f"  linked objects  {ln['count']:>8}  {human_bytes(ln['record_bytes']):>10} of link records")
+            lines.append(row("  referenced by HEAD", st["head_count"], st["head_bytes"]))
+            lines.append(row("  not in HEAD", st["count"] - st["head_count"], st["bytes"] - st["head_bytes"]))
+        lines.append(row("linked objects", ln["count"], ln["record_bytes"], "their link records"))
         if self.head_objects is not None:
-            lines.append(f"    referenced by HEAD  {ln['head_count']:>8}  {human_bytes(ln['head_bytes']):>10} "
-                         "in their originals")
-        if self.foreign["count"]:
-            lines.append(f"  foreign keys    {self.foreign['count']:>8}  {human_bytes(self.foreign['bytes']):>10} "
-                         "(not ours, left alone)")
+            lines.append(row("  referenced by HEAD", ln["head_count"], ln["head_bytes"], "in their originals"))
+        if fo["count"]:
+            lines.append(row("foreign keys", fo["count"], fo["bytes"], "not ours, left alone"))
         if self.head_objects is not None:
             lines.append(f"HEAD references {_plural(self.head_objects, 'LFS object')}"
                          + (f"; {self.head_missing} of them not in the store (run `lfs-s3-agent verify`)"

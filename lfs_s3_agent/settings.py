@@ -169,6 +169,10 @@ FIELDS: tuple[FieldSpec, ...] = (
               "in flight is at most concurrency x part_size", default=8, check=_int_between(1, 64)),
     FieldSpec("stale_upload_days", "unfinished multipart uploads younger than this are resumed, older "
               "ones aborted (0: always resume)", default=7, check=_int_between(0, 3650)),
+    FieldSpec("ca_bundle", "CA certificates (PEM file) to verify the endpoint's TLS certificate, e.g. a "
+              "private MinIO's", check=_check_text, example="/etc/ssl/minio-ca.pem"),
+    FieldSpec("tls_verify", "false turns TLS certificate checks off for the custom --endpoint-url only "
+              "(never for AWS); prefer --ca-bundle", default="true", choices=("true", "false")),
     FieldSpec("max_attempts", "attempts per S3 request for transient errors (throttling, 5xx, resets)",
               default=5, check=_int_between(1, 20)),
     FieldSpec("timeout", "seconds to wait to connect or for the next bytes of a response",
@@ -254,6 +258,9 @@ def cross_field_problems(values: Mapping[str, Any], *, require_bucket: bool = Tr
             "no bucket is configured: run `lfs-s3-agent install --bucket NAME [--prefix PATH]` "
             "in this repository (or set LFS_S3_BUCKET)"
         )
+    if values.get("tls_verify") == "false" and not values.get("endpoint_url"):
+        problems.append("tls_verify=false applies to a custom endpoint only: set --endpoint-url too "
+                        "(TLS checks stay on for AWS)")
     if values.get("sse_kms_key_id") and values.get("sse") != "aws:kms":
         problems.append("sse_kms_key_id is set but sse is not aws:kms: add --sse aws:kms")
     return problems

@@ -250,57 +250,67 @@ class S3Store:
             self.put_link_record(record)
             progress.finish()
             return False
+        s = self.settings
+        key = self.key(oid)
+        if size <= s.multipart_threshold:
+            # One request in the common case, a new object: PUT only if nothing is there yet
+            # (If-None-Match). Whatever is stored already answers 412 and is only then inspected.
+            if self._put(oid, size, path, progress, only_if_absent=True) != "exists":
+                return True
+            if self._stored_as(oid, size, self._existing(oid)):
+                progress.finish()
+                return False
+            return self._put(oid, size, path, progress, only_if_absent=False) == "stored"
         found = self._existing(oid)
-        if found is not None and found[0] == size and found[1] in (None, oid):
+        if self._stored_as(oid, size, found):
             progress.finish()
             return False
-        key = self.key(oid)
-        if found is not None:
-            log.warning("%s: stored object (%d bytes, recorded as %s) is not this oid's; replacing it", key,
-                        found[0], found[1])
-        from lfs_s3_agent.transfer import (
-            HashingReader,
-            PartPlan,
-            completed_elsewhere,
-            multipart_upload,
-            precondition_failed,
+        from lfs_s3_agent.transfer import PartPlan, multipart_upload
+
+        stats = multipart_upload(
+            self.client, bucket=s.bucket, key=key, oid=oid, path=path,
+            plan=PartPlan.make(size, s.part_size, s.concurrency), progress=progress,
+            translate=lambda exc: self._error(exc, key), create_args=self._put_args(oid),
+            stale_after=s.stale_upload_days * 86400.0, only_if_absent=found is None,
         )
+        log.info("%s: %d parts sent, %d reused from an unfinished upload%s", key, stats.parts_sent,
+                 stats.parts_reused, "; another push stored it first" if stats.raced else "")
+        progress.finish()
+        return not stats.raced
 
-        # Write only if nothing is there yet: when two pushes race, the second finds the first's
-        # object instead of overwriting it (and a store that ignores If-None-Match still works).
-        only_if_absent = found is None
+    def _stored_as(self, oid: str, size: int, found: tuple[int, str | None] | None) -> bool:
+        """Is what ``_existing`` found this oid's object, whole? Anything else there is to be replaced."""
+        if found is None:
+            return False
+        if found[0] == size and found[1] in (None, oid):
+            return True
+        log.warning("%s: stored object (%d bytes, recorded as %s) is not this oid's; replacing it", self.key(oid),
+                    found[0], found[1])
+        return False
 
-        extra = self._put_args(oid)
+    def _put(self, oid: str, size: int, path: Path, progress: ProgressReporter, *, only_if_absent: bool) -> str:
+        """One streamed PUT: "stored", "raced" (another push stored it meanwhile) or "exists" (412)."""
+        from lfs_s3_agent.transfer import HashingReader, completed_elsewhere, precondition_failed
+
         s = self.settings
-        if size > s.multipart_threshold:
-            stats = multipart_upload(
-                self.client, bucket=s.bucket, key=key, oid=oid, path=path,
-                plan=PartPlan.make(size, s.part_size, s.concurrency), progress=progress,
-                translate=lambda exc: self._error(exc, key), create_args=extra,
-                stale_after=s.stale_upload_days * 86400.0, only_if_absent=only_if_absent,
-            )
-            log.info("%s: %d parts sent, %d reused from an unfinished upload%s", key, stats.parts_sent,
-                     stats.parts_reused, "; another push stored it first" if stats.raced else "")
-            progress.finish()
-            return not stats.raced
+        key = self.key(oid)
+        conditional = {"IfNoneMatch": "*"} if only_if_absent else {}
         with open(path, "rb") as fh:
             body = HashingReader(fh, size, oid, progress, label=str(path))
             try:
-                self.client.put_object(
-                    Bucket=self.settings.bucket, Key=key, Body=body, ContentLength=size,
-                    ChecksumSHA256=checksum_of(oid), **extra, **({"IfNoneMatch": "*"} if only_if_absent else {}),
-                )
+                self.client.put_object(Bucket=s.bucket, Key=key, Body=body, ContentLength=size,
+                                       ChecksumSHA256=checksum_of(oid), **self._put_args(oid), **conditional)
             except IntegrityError:
                 raise
             except Exception as exc:
-                # Refused because another push stored it meanwhile (412), or failed while it did.
-                if (only_if_absent or precondition_failed(exc)) and completed_elsewhere(
-                        self.client, s.bucket, key, size, oid):
+                if only_if_absent and precondition_failed(exc):
+                    return "exists"
+                if completed_elsewhere(self.client, s.bucket, key, size, oid):
                     progress.finish()
-                    return False
+                    return "raced"
                 raise self._error(exc, key) from None
         progress.finish()
-        return True
+        return "stored"
 
     def _put_args(self, oid: str) -> dict[str, Any]:
         """Arguments shared by PutObject and CreateMultipartUpload.
@@ -400,8 +410,12 @@ class S3Store:
 
 
 def make_client(settings: Settings) -> Any:
-    """A boto3 S3 client for the settings; credentials come from boto3's own chain."""
-    import boto3
+    """An S3 client for the settings; credentials come from the AWS SDK's own chain.
+
+    botocore is used directly: ``import boto3`` would also import s3transfer, about 0.1 s of CPU
+    in each of the agent processes git-lfs starts, for nothing we use.
+    """
+    import botocore.session
     from botocore.config import Config
 
     style = settings.addressing_style
@@ -420,9 +434,17 @@ def make_client(settings: Settings) -> Any:
         # AWS_REQUEST_CHECKSUM_CALCULATION / profile settings apply otherwise.
         **(_WHEN_REQUIRED if settings.checksums == "when_required" else {}),
         user_agent_extra=f"lfs-s3-agent/{__version__}",
+        max_pool_connections=max(10, settings.concurrency),
     )
+    verify: bool | str | None = None  # boto3's default: verify, with AWS_CA_BUNDLE if set
+    if settings.tls_verify == "false" and settings.endpoint_url:
+        log.warning("TLS certificate checks are off for %s (tls_verify=false)", settings.endpoint_url)
+        verify = False
+    elif settings.ca_bundle:
+        verify = settings.ca_bundle
     try:
-        session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
-        return session.client("s3", endpoint_url=settings.endpoint_url, config=config)
+        session = botocore.session.Session(profile=settings.profile)
+        return session.create_client("s3", region_name=settings.region, endpoint_url=settings.endpoint_url,
+                                     config=config, verify=verify)
     except Exception as exc:
         raise translate(exc, bucket=settings.bucket, endpoint=settings.endpoint_url) from None

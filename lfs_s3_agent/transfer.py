@@ -418,7 +418,8 @@ def ranged_download(client: Any, *, bucket: str, key: str, fd: int, plan: PartPl
     ranges = plan.parts()
     pinned: list[str] = [etag] if etag else []
 
-    def fetch(offset: int, length: int) -> bytes:
+    def fetch(offset: int, length: int) -> list[bytes]:
+        """One range, written at its offset as it arrives; its chunks are returned for hashing."""
         counted = 0
         attempt = 0
         while True:
@@ -426,7 +427,8 @@ def ranged_download(client: Any, *, bucket: str, key: str, fd: int, plan: PartPl
                                     **(extra or {})}
             if pinned:
                 args["IfMatch"] = pinned[0]
-            buf = bytearray()
+            chunks: list[bytes] = []
+            got = 0
             try:
                 resp = client.get_object(**args)
                 total = str(resp.get("ContentRange", "")).rpartition("/")[2]
@@ -435,11 +437,16 @@ def ranged_download(client: Any, *, bucket: str, key: str, fd: int, plan: PartPl
                                          f"{plan.size}; it was replaced or is corrupt")
                 if not pinned:
                     pinned.append(resp["ETag"])
-                for chunk in resp["Body"].iter_chunks(256 * 1024):
-                    buf += chunk
-                    if len(buf) > counted:
-                        progress.add(min(len(buf), length) - counted)
-                        counted = min(len(buf), length)
+                body = resp["Body"]
+                while got < length and (chunk := body.read(min(CHUNK, length - got))):
+                    os.pwrite(fd, chunk, offset + got)  # no copy: urllib3's bytes go straight to the file
+                    chunks.append(chunk)
+                    got += len(chunk)
+                    if got > counted:  # a retried range counts only bytes beyond its last attempt
+                        progress.add(got - counted)
+                        counted = got
+                if body.read(1):
+                    got += 1
             except Exception as exc:
                 err = translate(exc)
                 attempt += 1
@@ -449,23 +456,24 @@ def ranged_download(client: Any, *, bucket: str, key: str, fd: int, plan: PartPl
                             offset, attempt + 1)
                 time.sleep(backoff(attempt))
                 continue
-            if len(buf) != length:
-                raise IntegrityError(f"s3://{bucket}/{key}: range at {offset} returned {len(buf)} bytes, expected "
+            if got != length:
+                raise IntegrityError(f"s3://{bucket}/{key}: range at {offset} returned {got} bytes, expected "
                                      f"{length}; the stored object is truncated or was replaced")
-            os.pwrite(fd, buf, offset)
-            return bytes(buf)
+            return chunks
 
     hasher = hashlib.sha256()
     _, first_offset, first_length = ranges[0]
-    hasher.update(fetch(first_offset, first_length))
+    for chunk in fetch(first_offset, first_length):
+        hasher.update(chunk)
     pending = iter(ranges[1:])
-    window: deque[Future[bytes]] = deque()
+    window: deque[Future[list[bytes]]] = deque()
     with ThreadPoolExecutor(plan.concurrency, thread_name_prefix="range") as pool:
         try:
             for _, offset, length in itertools.islice(pending, plan.concurrency):
                 window.append(pool.submit(fetch, offset, length))
             while window:
-                hasher.update(window.popleft().result())
+                for chunk in window.popleft().result():
+                    hasher.update(chunk)
                 nxt = next(pending, None)
                 if nxt is not None:
                     window.append(pool.submit(fetch, nxt[1], nxt[2]))

@@ -39,6 +39,7 @@ def test_upload_stores_bytes_under_content_address(harness: Harness) -> None:
     assert s.status == 0
     assert s.messages[0] == {}
     assert s.completes() == [{"event": "complete", "oid": OID}]
+    assert s.calls == ["PutObject"]  # a new object costs one request
     assert_progress_ok(s, OID, len(DATA))
     body = harness.s3.get_object(Bucket=BUCKET, Key=f"repo/{OID[:2]}/{OID[2:4]}/{OID}")["Body"].read()
     assert body == DATA
@@ -49,7 +50,10 @@ def test_upload_of_a_stored_object_is_skipped(harness: Harness) -> None:
     harness.put(DATA)
     s = harness.run(INIT_UP, upload(OID, len(DATA), harness.file("a", DATA)), TERMINATE)
     assert s.completes() == [{"event": "complete", "oid": OID}]
-    assert "PutObject" not in s.calls and s.calls == ["HeadObject"]
+    # A conditional PUT (If-None-Match) is refused with 412; only then is the stored object inspected.
+    assert s.calls == ["PutObject", "HeadObject"]
+    versions = harness.s3.list_object_versions(Bucket=BUCKET).get("Versions", [])
+    assert len(versions) == 1  # nothing was overwritten
     assert_progress_ok(s, OID, len(DATA))
 
 
@@ -242,8 +246,11 @@ def test_head_403_is_an_error_not_absent(harness: Harness) -> None:
             raise ClientError({"Error": {"Code": self.code, "Message": "m"},
                                "ResponseMetadata": {"HTTPStatusCode": 403}}, "ListObjectsV2")
 
-        def put_object(self, **_: Any) -> Any:
-            raise AssertionError("must not upload when HEAD was forbidden")
+        def put_object(self, **kwargs: Any) -> Any:
+            assert kwargs.get("IfNoneMatch") == "*", "must not overwrite when HEAD was forbidden"
+            self.calls.append("put")
+            raise ClientError({"Error": {"Code": "PreconditionFailed", "Message": "exists"},  # something is there
+                               "ResponseMetadata": {"HTTPStatusCode": 412}}, "PutObject")
 
     for code, expected in (("InvalidAccessKeyId", Code.CREDENTIALS), ("AccessDenied", Code.ACCESS_DENIED)):
         store = S3Store(harness.store.settings)
@@ -251,7 +258,7 @@ def test_head_403_is_an_error_not_absent(harness: Harness) -> None:
         store._client = fake
         s = harness.run(INIT_UP, upload(OID, len(DATA), harness.file("a", DATA)), TERMINATE, store=store)
         assert s.completes()[0]["error"]["code"] == expected
-        assert fake.calls == ["head", "list"]
+        assert fake.calls == ["put", "head", "list"]
 
 
 def test_same_size_object_recorded_as_another_oid_is_replaced(harness: Harness) -> None:

@@ -54,7 +54,7 @@ SCENARIOS = [
              "ACCESS_DENIED"),
     Scenario("PUT 503 always", "upload", SMALL, Fault("status", "PUT", OBJ, 99, 503, "SlowDown"), "S3_ERROR",
              fast=False),
-    Scenario("HEAD 500 x1", "upload", SMALL, Fault("status", "HEAD", OBJ, 1, 500, "InternalError"), "completed"),
+    Scenario("HEAD 500 x1", "upload", LARGE, Fault("status", "HEAD", OBJ, 1, 500, "InternalError"), "completed"),
     Scenario("UploadPart 503 SlowDown x2", "upload", LARGE, Fault("status", "PUT", r"partNumber=", 2, 503,
                                                                     "SlowDown"), "completed"),
     Scenario("UploadPart reset mid-body x1", "upload", LARGE, Fault("reset-request", "PUT", r"partNumber="),

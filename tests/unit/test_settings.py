@@ -126,3 +126,17 @@ def test_size_settings_are_range_checked(repo_dir: Path) -> None:
         settings.load({"bucket": "abc", "part_size": "1MiB"}, cwd=repo_dir, env={})
     with pytest.raises(ConfigError, match="is not a size"):
         settings.load({"bucket": "abc", "multipart_threshold": "big"}, cwd=repo_dir, env={})
+
+
+def test_tls_checks_can_only_be_turned_off_for_a_custom_endpoint(repo_dir: Path) -> None:
+    from lfs_s3_agent.store import make_client
+
+    with pytest.raises(ConfigError, match="custom endpoint only"):
+        settings.load({"bucket": "abc", "tls_verify": "false"}, cwd=repo_dir, env={})
+    default = make_client(Settings(bucket="abc", endpoint_url="https://minio.internal:9000"))
+    assert default._endpoint.http_session._verify is not False
+    off = Settings.load({"bucket": "abc", "tls_verify": "false", "endpoint_url": "https://minio.internal:9000"},
+                        cwd=repo_dir, env={})
+    assert make_client(off)._endpoint.http_session._verify is False
+    bundle = Settings(bucket="abc", ca_bundle="/etc/ssl/private-ca.pem")
+    assert make_client(bundle)._endpoint.http_session._verify == "/etc/ssl/private-ca.pem"

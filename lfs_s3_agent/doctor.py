@@ -1,0 +1,442 @@
+"""``doctor``: check, in order, everything a push or pull depends on, and say how to fix what fails.
+
+Checks: git and git-lfs versions; the repository's install state (the customtransfer keys
+point at a Python that can import the agent, the standalone agent, git-lfs's filters and the
+pre-push hook); the resolved settings and where each came from; the credentials' identity
+(STS ``GetCallerIdentity`` with the same endpoint rules as S3; "not available" on an
+S3-compatible endpoint without STS; never a secret); the bucket and its region; a write,
+read, list and delete of a probe object under the prefix; and whether the endpoint accepts
+boto3's default (flexible) checksums. Later checks are skipped when an earlier one they
+depend on failed. S3 requests here use at most 2 attempts and a short timeout, so that a
+wrong endpoint is reported in seconds rather than minutes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import secrets
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from lfs_s3_agent import gitrepo, prepush, settings
+from lfs_s3_agent.config import Settings
+from lfs_s3_agent.errors import AgentError, Code, ConfigError, GitError
+from lfs_s3_agent.install import AGENT_NAME, agent_keys
+from lfs_s3_agent.links import LocalLinks, local_links_dir
+from lfs_s3_agent.maintenance import Cwd, list_prefix
+from lfs_s3_agent.store import S3Store, make_client, translate
+
+MARKS = {"ok": "✓", "fail": "✗", "warn": "!", "skip": "-"}
+ASCII_MARKS = {"ok": "ok", "fail": "FAIL", "warn": "warn", "skip": "skip"}
+PROBE_NAME = ".lfs-s3-agent-doctor-"
+DOCTOR_TIMEOUT = 15  #: seconds; doctor should answer fast even when the endpoint does not
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  #: "ok", "warn", "fail" or "skip"
+    detail: str
+    fix: str = ""
+    lines: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "detail": self.detail, "fix": self.fix,
+                "lines": self.lines}
+
+
+@dataclass
+class DoctorReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != "fail" for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [c.to_json() for c in self.checks]}
+
+    def render(self, unicode: bool = True) -> list[str]:
+        marks = MARKS if unicode else ASCII_MARKS
+        width = max((len(c.name) for c in self.checks), default=0)
+        lines = []
+        for c in self.checks:
+            lines.append(f"{marks[c.status]:<4} {c.name:<{width}}  {c.detail}")
+            lines.extend(f"       {line}" for line in c.lines)
+            if c.fix:
+                lines.append(f"       fix: {c.fix}")
+        failed = [c.name for c in self.checks if c.status == "fail"]
+        lines.append("all checks passed" if not failed else f"{len(failed)} check(s) failed: {', '.join(failed)}")
+        return lines
+
+
+# -- local checks ---------------------------------------------------------------------------------
+
+def _run(args: list[str], cwd: Cwd = None) -> subprocess.CompletedProcess[str] | None:
+    try:
+        return subprocess.run(args, capture_output=True, text=True, cwd=cwd, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def check_git() -> Check:
+    proc = _run(["git", "--version"])
+    if proc is None or proc.returncode != 0:
+        return Check("git", "fail", "git is not installed or not on PATH",
+                     fix="install git (Debian/Ubuntu: `apt-get install git`, macOS: `xcode-select --install`)")
+    return Check("git", "ok", proc.stdout.strip())
+
+
+def check_git_lfs() -> Check:
+    proc = _run(["git", "lfs", "version"])
+    if proc is None or proc.returncode != 0:
+        return Check("git-lfs", "fail", "git-lfs is not installed",
+                     fix="install it (Debian/Ubuntu: `apt-get install git-lfs`, macOS: `brew install git-lfs`, "
+                         "others: https://git-lfs.com)")
+    version = proc.stdout.strip()
+    match = re.search(r"git-lfs/(\d+)\.(\d+)", version)
+    if match and int(match[1]) < 3:
+        return Check("git-lfs", "warn", f"{version}: lfs-s3-agent is tested with git-lfs 3.x",
+                     fix="upgrade git-lfs to 3.x")
+    return Check("git-lfs", "ok", version)
+
+
+def check_install(cwd: Cwd = None) -> Check:
+    try:
+        repo = gitrepo.repo_paths(cwd)
+    except GitError as exc:
+        return Check("install", "fail", exc.message, fix="run doctor inside the clone you push and pull from")
+    fix = "run `lfs-s3-agent install` in this repository, from the Python environment that has lfs-s3-agent"
+    config = dict(gitrepo.read_config(r"^(lfs\.|filter\.lfs\.)", cwd=cwd))
+    expected = agent_keys()
+    base = f"lfs.customtransfer.{AGENT_NAME}"
+    problems = []
+    path = config.get(f"{base}.path")
+    if not path:
+        problems.append(f"{base}.path is not set: lfs-s3-agent is not installed here")
+    elif not os.path.isfile(path) or not os.access(path, os.X_OK):
+        problems.append(f"{base}.path is {path}, which does not exist (the Python environment was moved or deleted?)")
+    else:
+        proc = _run([path, "-c", "import lfs_s3_agent"])
+        if proc is None or proc.returncode != 0:
+            problems.append(f"{path} (from {base}.path) cannot import lfs_s3_agent")
+    args = config.get(f"{base}.args", "")
+    if path and "lfs_s3_agent serve" not in args:
+        problems.append(f"{base}.args is {args!r}, expected {expected[f'{base}.args']!r}")
+    agents = {k: v for k, v in config.items() if k.endswith("standalonetransferagent")}
+    if path and AGENT_NAME not in agents.values():
+        problems.append(f"lfs.standalonetransferagent is {agents.get('lfs.standalonetransferagent')!r}: git-lfs "
+                        "would ask an LFS server, not the agent")
+    if "filter.lfs.process" not in config:
+        problems.append("git-lfs's filters are not configured (`git lfs install` was never run)")
+    hook_note, hook_status = _hook_state(repo, cwd)
+    if problems:
+        return Check("install", "fail", problems[0], fix=fix, lines=problems[1:] + ([hook_note] if hook_note else []))
+    detail = f"git-lfs runs {path} {args}"
+    if hook_status != "ok":
+        return Check("install", hook_status, hook_note, fix="run `lfs-s3-agent install` to write the pre-push hook",
+                     lines=[detail])
+    return Check("install", "ok", detail, lines=[hook_note] if hook_note else [])
+
+
+def _hook_state(repo: gitrepo.RepoPaths, cwd: Cwd) -> tuple[str, str]:
+    hooks = gitrepo.git("rev-parse", "--path-format=absolute", "--git-path", "hooks", cwd=cwd).stdout.strip()
+    hook = os.path.join(hooks, "pre-push")
+    if not os.path.isfile(hook):
+        return f"no pre-push hook at {hook}: `git push` will not upload LFS objects", "fail"
+    text = Path(hook).read_text(encoding="utf-8", errors="replace")
+    if prepush.HOOK_MARK in text:
+        return "pre-push hook: lfs-s3-agent's", "ok"
+    links = LocalLinks(local_links_dir(repo.common_dir))
+    if "lfs-s3-agent pre-push" in text:
+        return "pre-push hook: a custom one that calls lfs-s3-agent pre-push", "ok"
+    if "git lfs pre-push" in text:
+        if links.any():
+            return ("pre-push hook: git-lfs's own, which refuses pushes of linked files never downloaded here",
+                    "warn")
+        return "pre-push hook: git-lfs's own (linked files never downloaded here need lfs-s3-agent's)", "ok"
+    return f"pre-push hook {hook} calls neither git-lfs nor lfs-s3-agent: LFS objects may not be pushed", "warn"
+
+
+def check_settings(flags: Mapping[str, Any] | None, cwd: Cwd) -> tuple[Check, settings.Resolved | None]:
+    try:
+        resolved = settings.load(flags, cwd=cwd, require_bucket=False)
+    except ConfigError as exc:
+        return Check("settings", "fail", exc.message,
+                     fix="fix the value named; `lfs-s3-agent config` shows where each one is set"), None
+    lines = []
+    for spec in settings.FIELDS:
+        value = resolved.values[spec.name]
+        shown = "(not set)" if value is None or value == "" else value
+        lines.append(f"{spec.name} = {shown}  ({resolved.sources[spec.name]})")
+    if not resolved.values["bucket"]:
+        return Check("settings", "fail", "no bucket is configured",
+                     fix="`lfs-s3-agent install --bucket NAME [--prefix PATH]`", lines=lines), None
+    where = Settings.from_resolved(resolved).describe()
+    return Check("settings", "ok", where, lines=lines), resolved
+
+
+# -- S3 checks ------------------------------------------------------------------------------------
+
+def _custom_endpoint(values: Settings) -> str | None:
+    return values.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def sts_client(values: Settings) -> Any:
+    """An STS client with the S3 endpoint rules: an S3-compatible endpoint is asked for STS too."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import NoRegionError
+
+    session = boto3.session.Session(profile_name=values.profile, region_name=values.region)
+    endpoint = None if os.environ.get("AWS_ENDPOINT_URL_STS") else _custom_endpoint(values)
+    config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=DOCTOR_TIMEOUT,
+                    read_timeout=DOCTOR_TIMEOUT)
+    try:
+        return session.client("sts", endpoint_url=endpoint, config=config)
+    except NoRegionError:
+        return session.client("sts", endpoint_url=endpoint, config=config, region_name="us-east-1")
+
+
+def _masked(key_id: str) -> str:
+    return f"…{key_id[-4:]}" if len(key_id) > 4 else "…"
+
+
+def check_identity(values: Settings) -> Check:
+    import boto3
+    from botocore import exceptions as bce
+
+    try:
+        session = boto3.session.Session(profile_name=values.profile, region_name=values.region)
+        creds = session.get_credentials()
+        frozen = creds.get_frozen_credentials() if creds is not None else None
+    except Exception as exc:
+        err = translate(exc, bucket=values.bucket)
+        return Check("credentials", "fail", err.message, fix=_fix(err))
+    if creds is None or frozen is None or not frozen.access_key:
+        return Check("credentials", "fail", "no AWS credentials found",
+                     fix="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or --profile / AWS_PROFILE, or log in "
+                         "(`aws sso login`)")
+    found = f"credentials from {creds.method} (access key {_masked(frozen.access_key)})"
+    custom = _custom_endpoint(values)
+    try:
+        ident = sts_client(values).get_caller_identity()
+    except Exception as exc:
+        if custom:
+            return Check("credentials", "ok", f"{found}; identity not available (no STS at {custom})")
+        code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, bce.ClientError) else ""
+        if code:
+            err = translate(exc, bucket=values.bucket)
+            return Check("credentials", "fail", f"AWS rejected the {found}: {code}", fix=_fix(err))
+        return Check("credentials", "warn", f"{found}; STS could not be reached ({exc})",
+                     fix="check the network; the bucket checks below tell whether S3 accepts the credentials")
+    return Check("credentials", "ok", f"{ident.get('Arn')} (account {ident.get('Account')}); {found}")
+
+
+def check_bucket(store: S3Store) -> Check:
+    s = store.settings
+    client = store.client
+    try:
+        resp = client.head_bucket(Bucket=s.bucket)
+    except Exception as exc:
+        err = translate(exc, bucket=s.bucket, endpoint=s.endpoint_url)
+        status = _status(exc)
+        if status == 404 or err.code == Code.NO_SUCH_BUCKET:
+            return Check("bucket", "fail", f"bucket {s.bucket!r} does not exist"
+                         + (f" at {s.endpoint_url}" if s.endpoint_url else ""),
+                         fix="check --bucket (and --endpoint-url / --region); create it if it should exist")
+        if status == 301:
+            actual = _header(exc, "x-amz-bucket-region")
+            return Check("bucket", "fail", f"bucket {s.bucket!r} is in another region ({actual or 'unknown'})",
+                         fix=f"`lfs-s3-agent install --region {actual or 'REGION'}`")
+        if status == 403 or err.code == Code.ACCESS_DENIED:
+            return Check("bucket", "fail", f"access to bucket {s.bucket!r} is denied (HeadBucket needs "
+                         "s3:ListBucket), or it belongs to another account",
+                         fix="allow s3:ListBucket on the bucket for these credentials")
+        return Check("bucket", "fail", err.message, fix=_fix(err))
+    region = resp.get("BucketRegion") or resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(
+        "x-amz-bucket-region")
+    if not region:
+        try:
+            region = client.get_bucket_location(Bucket=s.bucket).get("LocationConstraint") or "us-east-1"
+        except Exception:
+            region = None
+    client_region = client.meta.region_name
+    detail = f"bucket {s.bucket!r} exists" + (f", region {region}" if region else "")
+    if region and not _custom_endpoint(s):
+        if s.region and s.region != region:
+            return Check("bucket", "fail", f"{detail}, but the settings say region {s.region}",
+                         fix=f"`lfs-s3-agent install --region {region}`")
+        if not s.region and client_region != region:
+            return Check("bucket", "warn", f"{detail}; requests go to {client_region} first and are redirected",
+                         fix=f"`lfs-s3-agent install --region {region}`")
+    return Check("bucket", "ok", detail)
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return int(status) if status is not None else None
+    return None
+
+
+def _header(exc: BaseException, name: str) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        value = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(name)
+        return str(value) if value else None
+    return None
+
+
+def _fix(err: AgentError) -> str:
+    return {
+        Code.ACCESS_DENIED: "allow s3:GetObject, s3:PutObject, s3:DeleteObject on bucket/prefix/* and "
+                            "s3:ListBucket on the bucket for these credentials (examples/aws.md)",
+        Code.CREDENTIALS: "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --profile, or `aws sso login`",
+        Code.NETWORK: "check --endpoint-url, --region, the proxy and the network",
+        Code.TIMEOUT: "check the network and the endpoint; raise --timeout",
+        Code.NO_SUCH_BUCKET: "check --bucket, --endpoint-url and --region",
+        Code.CONFIG: "set --region",
+    }.get(err.code, "read the message above")
+
+
+def probe_key(prefix: str) -> str:
+    return f"{list_prefix(prefix)}{PROBE_NAME}{secrets.token_hex(8)}"
+
+
+def check_probe(store: S3Store) -> Check:
+    s = store.settings
+    client = store.client
+    key = probe_key(s.prefix)
+    url = f"s3://{s.bucket}/{key}"
+    body = b"lfs-s3-agent doctor probe " + secrets.token_bytes(16)
+    oid = hashlib.sha256(body).hexdigest()
+    step = "write"
+    try:
+        client.put_object(Bucket=s.bucket, Key=key, Body=body,
+                          ChecksumSHA256=base64.b64encode(bytes.fromhex(oid)).decode(), **store._put_args(oid))
+        step = "read"
+        read = client.get_object(Bucket=s.bucket, Key=key)["Body"].read()
+    except Exception as exc:
+        err = translate(exc, bucket=s.bucket, key=key, endpoint=s.endpoint_url)
+        if step == "read":
+            _delete_quietly(client, s.bucket, key)
+        return Check("read/write", "fail", f"cannot {step} {url}: {err.message}", fix=_fix(err))
+    if read != body:
+        _delete_quietly(client, s.bucket, key)
+        return Check("read/write", "fail", f"{url} read back {len(read)} bytes that differ from what was written",
+                     fix="the endpoint or a proxy alters objects: check it")
+    notes = []
+    status = "ok"
+    try:
+        listed = client.list_objects_v2(Bucket=s.bucket, Prefix=key, MaxKeys=1).get("Contents", [])
+        if not listed:
+            status = "warn"
+            notes.append(f"listing {list_prefix(s.prefix) or 'the bucket'} did not show the probe")
+    except Exception as exc:
+        err = translate(exc, bucket=s.bucket, key=key, endpoint=s.endpoint_url)
+        status = "warn"
+        notes.append(f"cannot list ({err.message}): verify, gc, ls, du and copy need s3:ListBucket")
+    try:
+        client.delete_object(Bucket=s.bucket, Key=key)
+    except Exception as exc:
+        err = translate(exc, bucket=s.bucket, key=key, endpoint=s.endpoint_url)
+        status = "warn"
+        notes.append(f"cannot delete ({err.message}): gc needs s3:DeleteObject; the probe is left at {url}")
+    if status == "ok":
+        return Check("read/write", "ok", f"wrote, read, listed and deleted {url}")
+    return Check("read/write", "warn", f"wrote and read {url}, but " + "; ".join(notes),
+                 fix="allow s3:ListBucket on the bucket and s3:DeleteObject on bucket/prefix/*")
+
+
+def _delete_quietly(client: Any, bucket: str, key: str) -> None:
+    try:
+        client.delete_object(Bucket=bucket, Key=key)
+    except Exception:
+        return
+
+
+def checksum_client(values: Settings, mode: Literal["when_supported", "when_required"]) -> Any:
+    """An S3 client like the agent's, but with boto3's checksum behaviour forced to ``mode``."""
+    import boto3
+    from botocore.config import Config
+
+    base = make_client(values)
+    session = boto3.session.Session(profile_name=values.profile, region_name=values.region)
+    return session.client("s3", endpoint_url=values.endpoint_url, config=base.meta.config.merge(
+        Config(request_checksum_calculation=mode, response_checksum_validation=mode)))
+
+
+def check_checksums(store: S3Store) -> Check:
+    s = store.settings
+    key = probe_key(s.prefix)
+    body = b"lfs-s3-agent doctor checksum probe " + secrets.token_bytes(16)
+
+    def attempt(client: Any) -> AgentError | None:
+        try:
+            client.put_object(Bucket=s.bucket, Key=key, Body=body)  # no checksum given: boto3 adds its own
+            client.get_object(Bucket=s.bucket, Key=key)["Body"].read()
+            return None
+        except Exception as exc:
+            return translate(exc, bucket=s.bucket, key=key, endpoint=s.endpoint_url)
+        finally:
+            _delete_quietly(store.client, s.bucket, key)
+
+    default_error = attempt(checksum_client(s, "when_supported"))
+    if default_error is None:
+        extra = " (checksums = when_required is set, which it does not need)" if s.checksums == "when_required" else ""
+        return Check("checksums", "ok", "the endpoint accepts boto3's default checksums" + extra)
+    required_error = attempt(checksum_client(s, "when_required"))
+    if required_error is not None:
+        return Check("checksums", "fail", f"writes fail with boto3's default checksums ({default_error.message}) "
+                     f"and without them ({required_error.message})", fix=_fix(required_error))
+    if s.checksums == "when_required":
+        return Check("checksums", "ok", "the endpoint rejects boto3's default checksums; checksums = when_required "
+                     "is set, as it needs")
+    return Check("checksums", "fail", f"the endpoint rejects boto3's default checksums ({default_error.message}) "
+                 "but accepts writes without them", fix="`lfs-s3-agent install --checksums when_required`")
+
+
+def doctor(flags: Mapping[str, Any] | None = None, *, cwd: Cwd = None) -> DoctorReport:
+    report = DoctorReport()
+    add = report.checks.append
+    add(check_git())
+    add(check_git_lfs())
+    add(check_install(cwd))
+    check, resolved = check_settings(flags, cwd)
+    add(check)
+    later = ["credentials", "bucket", "read/write", "checksums"]
+
+    def skip_rest(why: str) -> DoctorReport:
+        for name in later[len(report.checks) - 4:]:
+            add(Check(name, "skip", f"skipped: {why}"))
+        return report
+
+    if resolved is None:
+        return skip_rest("the settings are not usable")
+    values = Settings.from_resolved(resolved).model_copy(
+        update={"max_attempts": min(2, resolved.values["max_attempts"]),
+                "timeout": min(DOCTOR_TIMEOUT, resolved.values["timeout"])})
+    store = S3Store(values)
+    steps: list[tuple[Callable[[], Check], str]] = [
+        (lambda: check_identity(values), "no usable credentials"),
+        (lambda: check_bucket(store), "the bucket is not usable"),
+        (lambda: check_probe(store), "objects cannot be written"),
+        (lambda: check_checksums(store), ""),
+    ]
+    for run, why in steps:
+        try:
+            check = run()
+        except AgentError as exc:
+            check = Check(later[len(report.checks) - 4], "fail", exc.message, fix=_fix(exc))
+        add(check)
+        if check.status == "fail" and why:
+            return skip_rest(why)
+    return report

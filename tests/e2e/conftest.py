@@ -34,11 +34,16 @@ def s3() -> Iterator[MotoServer]:
         yield server
 
 
-@pytest.fixture
-def bucket(s3: MotoServer) -> str:
-    name = f"lfs-{uuid.uuid4().hex[:12]}"
+def new_bucket(s3: MotoServer, stem: str) -> str:
+    """A fresh, uniquely named bucket on the server."""
+    name = f"{stem}-{uuid.uuid4().hex[:12]}"
     s3.client().create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def bucket(s3: MotoServer) -> str:
+    return new_bucket(s3, "lfs")
 
 
 class Git:

@@ -61,6 +61,19 @@ def _spawn_agent(repo: Path, endpoint: str, bucket: str) -> subprocess.Popen[byt
         cwd=repo, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def _start_transfer(repo: Path, endpoint: str, bucket: str, operation: str,
+                    request: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """Spawn an agent, do the init handshake and send one transfer request."""
+    agent = _spawn_agent(repo, endpoint, bucket)
+    assert agent.stdin is not None and agent.stdout is not None
+    init = {"event": "init", "operation": operation, "remote": "origin", "concurrent": True,
+            "concurrenttransfers": 1}
+    agent.stdin.write(json.dumps(init).encode() + b"\n" + json.dumps(request).encode() + b"\n")
+    agent.stdin.flush()
+    assert agent.stdout.readline() == b"{}\n"
+    return agent
+
+
 def _wait_until(predicate: Any, what: str, limit: float = 30.0) -> None:
     deadline = time.monotonic() + limit
     while not predicate():  # readiness poll, not a timing assertion
@@ -76,13 +89,8 @@ def test_sigterm_mid_download_leaves_no_temp_file(s3: MotoServer, bucket: str, r
     tmp = repo_dir / ".git" / "lfs" / "tmp"
     with FaultProxy(s3.endpoint) as proxy:
         stall = proxy.add(Fault("stall", "GET", oid, times=1, stall_seconds=60))
-        agent = _spawn_agent(repo_dir, proxy.endpoint, bucket)
-        assert agent.stdin is not None and agent.stdout is not None
-        agent.stdin.write(b'{"event":"init","operation":"download","remote":"origin","concurrent":true,'
-                          b'"concurrenttransfers":1}\n')
-        agent.stdin.write(json.dumps({"event": "download", "oid": oid, "size": len(data)}).encode() + b"\n")
-        agent.stdin.flush()
-        assert agent.stdout.readline() == b"{}\n"
+        agent = _start_transfer(repo_dir, proxy.endpoint, bucket, "download",
+                                {"event": "download", "oid": oid, "size": len(data)})
         _wait_until(lambda: stall.injected == 1, "the download to start")
         assert [p.name for p in tmp.iterdir()], "the agent should have a temp file open by now"
         agent.send_signal(signal.SIGTERM)
@@ -98,14 +106,8 @@ def test_sigint_mid_upload_stores_nothing(s3: MotoServer, bucket: str, repo_dir:
     src.write_bytes(data)
     with FaultProxy(s3.endpoint) as proxy:
         stall = proxy.add(Fault("stall", "PUT", oid, times=1, stall_seconds=60))
-        agent = _spawn_agent(repo_dir, proxy.endpoint, bucket)
-        assert agent.stdin is not None and agent.stdout is not None
-        agent.stdin.write(b'{"event":"init","operation":"upload","remote":"origin","concurrent":true,'
-                          b'"concurrenttransfers":1}\n')
-        agent.stdin.write(json.dumps({"event": "upload", "oid": oid, "size": len(data),
-                                      "path": str(src)}).encode() + b"\n")
-        agent.stdin.flush()
-        assert agent.stdout.readline() == b"{}\n"
+        agent = _start_transfer(repo_dir, proxy.endpoint, bucket, "upload",
+                                {"event": "upload", "oid": oid, "size": len(data), "path": str(src)})
         _wait_until(lambda: stall.injected == 1, "the upload to start")
         agent.send_signal(signal.SIGINT)
         agent.wait(timeout=30)

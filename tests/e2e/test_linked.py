@@ -29,6 +29,7 @@ from tests.e2e.conftest import (
     expected_key,
     git_common_dir,
     leftover_tmp_files,
+    new_bucket,
     pointer_oid,
     sha256,
 )
@@ -51,9 +52,7 @@ def proxy(s3: MotoServer) -> Iterator[CountingProxy]:
 @pytest.fixture
 def source(s3: MotoServer) -> str:
     """A source bucket of originals, separate from the LFS bucket."""
-    name = f"src-{uuid.uuid4().hex[:12]}"
-    s3.client().create_bucket(Bucket=name)
-    return name
+    return new_bucket(s3, "src")
 
 
 def put(s3: MotoServer, bucket: str, key: str, data: bytes, *, checksum: bool = True, **extra: Any) -> dict[str, Any]:

@@ -75,6 +75,9 @@ class Agent:
         if raw.get("event") == "init":
             self.writer.write(self._handshake(raw))
             return True
+        if raw.get("event") == "terminate":
+            # Most of git-lfs's workers never get a transfer: they must not pay for pydantic to stop.
+            return False
         from lfs_s3_agent import messages  # first transfer request: now pydantic is worth its cost
 
         try:

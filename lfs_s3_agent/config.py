@@ -41,6 +41,7 @@ class Settings(BaseModel):
     part_size: int = Field(default=8 << 20, ge=5 << 20, le=5 << 30)
     concurrency: int = Field(default=8, ge=1, le=64)
     stale_upload_days: int = Field(default=7, ge=0, le=3650)
+    head_before_put: Literal["false", "true"] = "false"
     ca_bundle: str | None = None
     tls_verify: Literal["true", "false"] = "true"
     max_attempts: int = Field(default=5, ge=1, le=20)

@@ -169,6 +169,9 @@ FIELDS: tuple[FieldSpec, ...] = (
               "in flight is at most concurrency x part_size", default=8, check=_int_between(1, 64)),
     FieldSpec("stale_upload_days", "unfinished multipart uploads younger than this are resumed, older "
               "ones aborted (0: always resume)", default=7, check=_int_between(0, 3650)),
+    FieldSpec("head_before_put", "true: ask (HEAD) before every upload, for stores that ignore If-None-Match "
+              "and would otherwise take objects they already have again", default="false",
+              choices=("false", "true")),
     FieldSpec("ca_bundle", "CA certificates (PEM file) to verify the endpoint's TLS certificate, e.g. a "
               "private MinIO's", check=_check_text, example="/etc/ssl/minio-ca.pem"),
     FieldSpec("tls_verify", "false turns TLS certificate checks off for the custom --endpoint-url only "

@@ -252,7 +252,7 @@ class S3Store:
             return False
         s = self.settings
         key = self.key(oid)
-        if size <= s.multipart_threshold:
+        if size <= s.multipart_threshold and s.head_before_put == "false":
             # One request in the common case, a new object: PUT only if nothing is there yet
             # (If-None-Match). Whatever is stored already answers 412 and is only then inspected.
             if self._put(oid, size, path, progress, only_if_absent=True) != "exists":
@@ -265,6 +265,8 @@ class S3Store:
         if self._stored_as(oid, size, found):
             progress.finish()
             return False
+        if size <= s.multipart_threshold:
+            return self._put(oid, size, path, progress, only_if_absent=found is None) == "stored"
         from lfs_s3_agent.transfer import PartPlan, multipart_upload
 
         stats = multipart_upload(

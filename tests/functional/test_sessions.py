@@ -268,3 +268,18 @@ def test_same_size_object_recorded_as_another_oid_is_replaced(harness: Harness) 
     assert s.completes() == [{"event": "complete", "oid": OID}]
     assert "PutObject" in s.calls
     assert harness.s3.get_object(Bucket=BUCKET, Key=harness.store.key(OID))["Body"].read() == DATA
+
+
+def test_head_before_put_asks_first_for_stores_without_conditional_writes(harness: Harness) -> None:
+    from lfs_s3_agent.config import Settings
+    from lfs_s3_agent.store import S3Store
+
+    store = S3Store(Settings(bucket=BUCKET, prefix="repo", head_before_put="true"))
+    store.client.meta.events.register("before-call.s3.*", harness._count)
+    harness.put(DATA)
+    s = harness.run(INIT_UP, upload(OID, len(DATA), harness.file("a", DATA)), TERMINATE, store=store)
+    assert s.completes() == [{"event": "complete", "oid": OID}]
+    assert s.calls == ["HeadObject"]  # stored already: not sent again
+    other = b"new object" * 1000
+    s = harness.run(INIT_UP, upload(oid_of(other), len(other), harness.file("b", other)), TERMINATE, store=store)
+    assert s.calls == ["HeadObject", "PutObject"]

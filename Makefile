@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   local S3 server on 127.0.0.1 + a real git-lfs push/clone through the agent
 #   make test   lint, type-check and the whole test suite (unit, functional, end-to-end)
+#   make reliability  the fault matrix (a fast subset also runs in make test)
 #   make bench  this agent vs s5cmd, boto3 and git-lfs file:// on local S3 servers -> bench-results/
 #               (make bench BENCH_ARGS=--quick: small sizes, one run)
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv git-lfs test unit lint demo bench bench-tools clean
+.PHONY: venv git-lfs test unit lint demo reliability bench bench-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

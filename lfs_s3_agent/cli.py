@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(p)
     p.add_argument("--save", action="store_true",
                    help=f"write the settings to {settings.SETTINGS_FILE} (commit it) instead of git config")
+    p.add_argument("--json", action="store_true", help="print what was written as JSON")
     p.set_defaults(func=cmd_install)
 
     p = sub.add_parser("uninstall", formatter_class=fmt, help="remove what install wrote",
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "file stays).",
                        epilog="example:\n  lfs-s3-agent uninstall --keep-settings")
     p.add_argument("--keep-settings", action="store_true", help="keep the lfs-s3-agent.* settings")
+    p.add_argument("--json", action="store_true", help="print what was removed as JSON")
     p.set_defaults(func=cmd_uninstall)
 
     p = sub.add_parser("clone", formatter_class=fmt, help="clone, install and pull in one step",
@@ -120,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Replace LFS pointer files under the given paths with their content.",
                        epilog="example:\n  lfs-s3-agent checkout data/tiles")
     p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="print the files checked out as JSON")
     p.set_defaults(func=cmd_checkout)
 
     p = sub.add_parser("pre-push", formatter_class=fmt, help="the pre-push hook install writes (not for humans)",
@@ -339,6 +342,11 @@ def cmd_install(args: argparse.Namespace) -> int:
     from lfs_s3_agent.install import install
 
     report = install(_flags(args), save=args.save)
+    if args.json:
+        print(json.dumps({"repo": str(report.repo), "location": report.location, "written": report.written,
+                          "settings_file": str(report.settings_file) if report.settings_file else None,
+                          "ran_lfs_install": report.ran_lfs_install, "notes": report.notes}, indent=2))
+        return 0
     _print_install(report)
     if report.has_lfs_files:
         print("next: git lfs pull   (fetches this checkout's LFS objects)")
@@ -351,6 +359,9 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
     from lfs_s3_agent.install import uninstall
 
     report = uninstall(keep_settings=args.keep_settings)
+    if args.json:
+        print(json.dumps({"removed": report.removed, "ran_lfs_uninstall": report.ran_lfs_uninstall}, indent=2))
+        return 0
     if report.removed:
         print("removed: " + ", ".join(report.removed))
     else:
@@ -412,7 +423,10 @@ def cmd_checkout(args: argparse.Namespace) -> int:
     from lfs_s3_agent.console import human_bytes
     from lfs_s3_agent.linking import checkout
 
-    report = checkout(args.paths)
+    report = checkout(args.paths, quiet=args.json)
+    if args.json:
+        print(json.dumps({"files": report.files, "bytes_downloaded": report.bytes_downloaded}, indent=2))
+        return 0
     print(f"checked out {len(report.files)} files, {human_bytes(report.bytes_downloaded)} downloaded")
     return 0
 

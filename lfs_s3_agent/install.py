@@ -146,7 +146,7 @@ def uninstall(*, keep_settings: bool = False, cwd: str | os.PathLike[str] | None
         if key in local and gitrepo.unset_config(key, cwd=cwd):
             report.removed.append(key)
     if prepush.remove_hook(cwd):
-        report.removed.append("hooks/pre-push (git-lfs's own restored)")
+        report.removed.append("hooks/pre-push (ours; the one it replaced, if any, is back)")
     if local.get(LFS_INSTALL_MARK) == "true":
         gitrepo.git("lfs", "uninstall", "--local", cwd=cwd)
         report.ran_lfs_uninstall = True

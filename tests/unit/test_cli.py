@@ -33,3 +33,10 @@ def test_install_outside_a_repo_refuses(tmp_path: object, monkeypatch: pytest.Mo
     monkeypatch.chdir(str(tmp_path))
     assert main(["install", "--bucket", "abc"]) == 1
     assert "not inside a git repository" in capsys.readouterr().err
+
+
+def test_every_command_but_the_protocol_ones_has_json_output() -> None:
+    for name, parser in subcommands().items():
+        if name in ("serve", "pre-push", "clone"):  # speak git-lfs's protocol / run git's own output
+            continue
+        assert "--json" in parser.format_help(), f"{name} has no --json"

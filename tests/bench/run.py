@@ -31,7 +31,7 @@ from tests.bench.procs import run
 from tests.bench.servers import REPO, S3RVER_JS, LoggedMotoServer, S3rver, Server
 from tests.bench.startup import init_latency
 from tests.bench.tools import TOOL_KEYS, TOOLS, Agent, Ctx, FileFloor, Result, Tool, environ_for_tools
-from tests.bench.workloads import BUCKET, GiB, MiB, Workload, prepare, remove, workload_name
+from tests.bench.workloads import BUCKET, GiB, MiB, Prepared, Workload, prepare, remove, workload_name
 
 
 def log(message: str) -> None:
@@ -188,12 +188,17 @@ def run_workload(workload: Workload, tools: list[Tool], server: Server, root: Pa
                     log(f"{workload.name} run {run_no}/{workload.runs} {tool.name:<16} {direction:<4} "
                         + (f"FAILED: {result.error[:300]}" if result.error else
                            f"{result.wall_s:.2f} s  {mib_s:.1f} MiB/s  client CPU {result.client_cpu_s:.2f} s"))
-                try:
-                    tool.cleanup(ctx, prepared, run_no)
-                except Exception as exc:
-                    log(f"cleanup after {tool.name} failed: {exc}")
+                _cleanup(tool, ctx, prepared, run_no)
     finally:
         remove(prepared.root)
+
+
+def _cleanup(tool: Tool, ctx: Ctx, prepared: Prepared, run_no: int) -> None:
+    """Remove a run's files and objects; a failure here is logged, never fatal to the benchmark."""
+    try:
+        tool.cleanup(ctx, prepared, run_no)
+    except Exception as exc:
+        log(f"cleanup after {tool.name} failed: {exc}")
 
 
 def run_startup(server: Server, root: Path, env: dict[str, str], samples: int, push_samples: int,
@@ -220,10 +225,7 @@ def run_startup(server: Server, root: Path, env: dict[str, str], samples: int, p
                 into.append(result)
                 log(f"start-up: one-object push, {tool.name}: "
                     + (f"FAILED: {result.error}" if result.error else f"{result.wall_s:.3f} s"))
-                try:
-                    tool.cleanup(ctx, prepared, run_no)
-                except Exception as exc:
-                    log(f"cleanup after {tool.name} failed: {exc}")
+                _cleanup(tool, ctx, prepared, run_no)
     finally:
         remove(prepared.root)
     return startup

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.e2e.conftest import Git, bucket_objects, commit_all, expected_key, sha256
 from tests.faultproxy import Fault, FaultProxy
 from tests.s3server import MotoServer
@@ -20,11 +22,13 @@ FAKE_SECRET = "fakeSecret/DoNotLeak+9f8e7d6c5b4a3210zyxw"
 
 
 def test_credentials_never_appear_in_output_logs_config_or_files(make_clone: Any, s3: MotoServer, bucket: str,
-                                                                 tmp_path: Path) -> None:
+                                                                 tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     log_file = tmp_path / "agent.log"
     env = {"AWS_ACCESS_KEY_ID": FAKE_KEY_ID, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET, "GIT_TRACE": "1",
            "LFS_S3_LOG_LEVEL": "debug", "LFS_S3_LOG_FILE": str(log_file)}
-    os.environ.update(env)  # the conftest's monkeypatch restores the environment afterwards
+    for name, value in env.items():  # restored after the test: later tests must not trace or log here
+        monkeypatch.setenv(name, value)
     a = make_clone("a", install=False)
     outputs: list[str] = []
     outputs.append(a.agent("install", "--bucket", bucket, "--prefix", "repo", "--endpoint-url", s3.endpoint,

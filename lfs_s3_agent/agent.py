@@ -7,6 +7,9 @@ agent replies in a few tens of milliseconds; pydantic (``messages``) and boto3
 Per-object problems become a ``complete`` with an error and the loop goes on;
 only configuration problems fail init. The loop ends with exit status 0 on
 ``terminate`` or end of input.
+
+A ``Delegate`` may take transfer requests off the loop (the relay to the shared
+worker); whatever it declines or fails to finish is done here, in this process.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from lfs_s3_agent.errors import AgentError, BadRequest, Code, ConfigError, IntegrityError, LocalFileError
 from lfs_s3_agent.progress import ProgressReporter
@@ -53,17 +57,62 @@ class InitRequest:
                    concurrent=bool(raw.get("concurrent", True)), concurrenttransfers=transfers)
 
 
+class ProgressGuard(LineWriter):
+    """A LineWriter that keeps each object's progress monotonic across a hand-over.
+
+    When the shared worker fails mid-object, this process starts the object again from
+    byte 0: events that would move git-lfs's bar backwards are dropped and the first one
+    past the old mark counts only the new bytes.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        super().__init__(stream)
+        self._reported: dict[str, int] = {}
+
+    def write(self, message: dict[str, Any]) -> None:
+        event, oid = message.get("event"), message.get("oid")
+        if event == "progress" and isinstance(oid, str):
+            so_far = message.get("bytesSoFar", 0)
+            before = self._reported.get(oid, 0)
+            if not isinstance(so_far, int) or so_far <= before:
+                return
+            self._reported[oid] = so_far
+            message = {**message, "bytesSinceLast": so_far - before}
+        elif event == "complete" and isinstance(oid, str):
+            self._reported.pop(oid, None)
+        super().write(message)
+
+
+class Delegate(Protocol):
+    """Something that can carry out some transfer requests elsewhere (``relay.WorkerRelay``)."""
+
+    def accepts(self, raw: dict[str, Any]) -> bool:
+        """Would it take this (decoded, transfer) request?"""
+
+    def transfer(self, line: bytes, raw: dict[str, Any], init_line: bytes, writer: LineWriter) -> bool:
+        """Carry out the request and write its events; False if it could not finish (nothing
+        was completed: the caller does the request itself)."""
+
+
+#: Opens the file a download is written to: (fd, path, whether the agent owns and removes it).
+TmpOpener = Callable[[str], tuple[int, str, bool]]
+
+
 class Agent:
     """The state of one session: the init handshake, the store and where downloads go."""
 
     def __init__(self, writer: LineWriter, store: ObjectStore, *, tmp_dir: Path | None,
-                 config_error: ConfigError | None = None, progress_interval: float = 0.1) -> None:
+                 config_error: ConfigError | None = None, progress_interval: float = 0.1,
+                 cancel_check: Callable[[], None] | None = None, tmp_opener: TmpOpener | None = None) -> None:
         self.writer = writer
         self.store = store
         self.tmp_dir = tmp_dir
         self.config_error = config_error
         self.progress_interval = progress_interval
+        self.cancel_check = cancel_check
+        self.tmp_opener = tmp_opener or self._mkstemp
         self.init: InitRequest | None = None
+        self.init_line: bytes | None = None  #: the accepted init request, as received
 
     def handle_line(self, line: bytes) -> bool:
         """Answer one request line; False when the session is over (terminate)."""
@@ -73,7 +122,10 @@ class Agent:
             log.error("ignoring request line: %s", exc.message)
             return True
         if raw.get("event") == "init":
-            self.writer.write(self._handshake(raw))
+            reply = self._handshake(raw)
+            if not reply:
+                self.init_line = line
+            self.writer.write(reply)
             return True
         if raw.get("event") == "terminate":
             # Most of git-lfs's workers never get a transfer: they must not pay for pydantic to stop.
@@ -123,7 +175,7 @@ class Agent:
         def emit(so_far: int, since_last: int) -> None:
             self.writer.write(encode(ProgressEvent(oid=oid, bytesSoFar=so_far, bytesSinceLast=since_last)))
 
-        progress = ProgressReporter(request.size, emit, interval=self.progress_interval)
+        progress = ProgressReporter(request.size, emit, interval=self.progress_interval, check=self.cancel_check)
         try:
             if request.event == "upload":
                 self._upload(request, progress)
@@ -167,14 +219,18 @@ class Agent:
             log.warning("%s; downloading it once more", exc.message)
             return self._download_once(request, progress)
 
-    def _download_once(self, request: DownloadRequest, progress: ProgressReporter) -> str:
+    def _mkstemp(self, oid: str) -> tuple[int, str, bool]:
         if self.tmp_dir is None:
             raise LocalFileError("cannot download: not inside a git repository (no lfs/tmp directory)")
         try:
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(dir=self.tmp_dir, prefix=f"{TMP_PREFIX}{request.oid[:12]}-")
+            fd, tmp_name = tempfile.mkstemp(dir=self.tmp_dir, prefix=f"{TMP_PREFIX}{oid[:12]}-")
         except OSError as exc:
             raise LocalFileError(f"cannot create a temporary file in {self.tmp_dir}: {exc.strerror}") from None
+        return fd, tmp_name, True
+
+    def _download_once(self, request: DownloadRequest, progress: ProgressReporter) -> str:
+        fd, tmp_name, owned = self.tmp_opener(request.oid)
         try:
             with os.fdopen(fd, "wb") as sink:
                 digest = self.store.download(request.oid, request.size, sink, progress)
@@ -190,7 +246,8 @@ class Agent:
             progress.finish()
             return tmp_name
         except BaseException:
-            _remove(tmp_name)
+            if owned:
+                _remove(tmp_name)
             raise
 
 
@@ -208,11 +265,19 @@ def _remove(path: str) -> None:
 
 
 def serve(stdin: IO[bytes], stdout: IO[bytes], store: ObjectStore, *, tmp_dir: Path | None,
-          config_error: ConfigError | None = None, progress_interval: float = 0.1) -> int:
-    """Run one git-lfs session over the given streams; return the process exit status."""
+          config_error: ConfigError | None = None, progress_interval: float = 0.1,
+          delegate: Delegate | None = None, cancel_check: Callable[[], None] | None = None,
+          tmp_opener: TmpOpener | None = None) -> int:
+    """Run one git-lfs session over the given streams; return the process exit status.
+
+    ``delegate`` is offered each transfer request first; ``cancel_check`` is called as
+    bytes move and raises ``Cancelled`` when the requester has gone; ``tmp_opener``
+    replaces creating a temporary file for each download.
+    """
     reader = LineReader(stdin)
-    agent = Agent(LineWriter(stdout), store, tmp_dir=tmp_dir, config_error=config_error,
-                  progress_interval=progress_interval)
+    writer = ProgressGuard(stdout)
+    agent = Agent(writer, store, tmp_dir=tmp_dir, config_error=config_error,
+                  progress_interval=progress_interval, cancel_check=cancel_check, tmp_opener=tmp_opener)
     while True:
         try:
             line = reader.read()
@@ -222,6 +287,19 @@ def serve(stdin: IO[bytes], stdout: IO[bytes], store: ObjectStore, *, tmp_dir: P
         if line is None:
             log.debug("end of input: exiting")
             return 0
+        if delegate is not None and agent.init_line is not None and _delegated(delegate, line, agent.init_line,
+                                                                               writer):
+            continue
         if not agent.handle_line(line):
             log.debug("terminate: exiting")
             return 0
+
+
+def _delegated(delegate: Delegate, line: bytes, init_line: bytes, writer: LineWriter) -> bool:
+    try:
+        raw = decode_line(line)
+    except BadRequest:
+        return False  # the agent reports it
+    if raw.get("event") not in ("upload", "download") or not delegate.accepts(raw):
+        return False
+    return delegate.transfer(line, raw, init_line, writer)

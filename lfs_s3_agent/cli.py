@@ -38,6 +38,19 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
             if getattr(args, spec.name, None) is not None}
 
 
+def _add_serve(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
+    p = sub.add_parser("serve", formatter_class=fmt, help="the transfer agent git-lfs runs (not for humans)",
+                       description="Speak git-lfs's custom transfer protocol on stdin/stdout. "
+                                   "git-lfs starts this; `install` configures it.",
+                       epilog="example (what install configures):\n"
+                              "  git config lfs.customtransfer.lfs-s3-agent.args '-m lfs_s3_agent serve'")
+    _add_setting_flags(p)
+    p.add_argument("--log-file", help="append logs to this file (default: stderr, shown by GIT_TRACE=1)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   help="default: info under GIT_TRACE, else warning (env LFS_S3_LOG_LEVEL)")
+    p.set_defaults(func=cmd_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -49,16 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lfs-s3-agent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("serve", formatter_class=fmt, help="the transfer agent git-lfs runs (not for humans)",
-                       description="Speak git-lfs's custom transfer protocol on stdin/stdout. "
-                                   "git-lfs starts this; `install` configures it.",
-                       epilog="example (what install configures):\n"
-                              "  git config lfs.customtransfer.lfs-s3-agent.args '-m lfs_s3_agent serve'")
-    _add_setting_flags(p)
-    p.add_argument("--log-file", help="append logs to this file (default: stderr, shown by GIT_TRACE=1)")
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
-                   help="default: info under GIT_TRACE, else warning (env LFS_S3_LOG_LEVEL)")
-    p.set_defaults(func=cmd_serve)
+    _add_serve(sub, fmt)
 
     p = sub.add_parser("install", formatter_class=fmt, help="configure this repository to use the agent",
                        description="Write the git config git-lfs needs to use lfs-s3-agent as its "
@@ -221,6 +225,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(p)
     p.set_defaults(func=cmd_doctor)
 
+    p = sub.add_parser("worker", formatter_class=fmt, help="show or stop the shared transfer workers",
+                       description="The agents git-lfs starts hand small objects to one warm worker process per "
+                                   "repository and configuration (setting shared_worker); it exits by itself "
+                                   "after worker_idle seconds without work. status lists this user's workers; "
+                                   "stop stops this repository's (--all: every one) after their transfers.",
+                       epilog="examples:\n  lfs-s3-agent worker status\n  lfs-s3-agent worker stop --all")
+    p.add_argument("action", choices=("status", "stop", "run"),
+                   help="status, stop, or run (what an agent starts; not for humans)")
+    p.add_argument("--all", action="store_true", help="every worker of this user, not only this repository's")
+    p.add_argument("--json", action="store_true", help="print the workers as JSON")
+    p.add_argument("--key", help=argparse.SUPPRESS)
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help=argparse.SUPPRESS)
+    _add_setting_flags(p)
+    p.set_defaults(func=cmd_worker)
+
     p = sub.add_parser("config", formatter_class=fmt, help="show the resolved settings and their sources",
                        description="Show each setting, its value and where it came from.",
                        epilog="example:\n  lfs-s3-agent config --json")
@@ -246,8 +265,17 @@ def _source_flags(args: argparse.Namespace) -> dict[str, Any]:
             "unsigned": args.unsigned}
 
 
+def _serve_parser() -> argparse.ArgumentParser:
+    """The parser for ``serve`` alone: git-lfs starts 8 agents in a row, each waits for this."""
+    parser = argparse.ArgumentParser(prog="lfs-s3-agent")
+    _add_serve(parser.add_subparsers(dest="command", required=True), argparse.RawDescriptionHelpFormatter)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _serve_parser() if argv[:1] == ["serve"] else build_parser()
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except AgentError as exc:
@@ -302,27 +330,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config_error = exc if isinstance(exc, ConfigError) else ConfigError(exc.message)
         log.error("%s", config_error.message)
     store = S3Store(values, links=links)
+    relay = None
+    if config_error is None and tmp_dir is not None and values.get("shared_worker") == "true":
+        relay = _worker_relay(args, resolved, tmp_dir)
     try:
-        return agent.serve(sys.stdin.buffer, protocol_out, store, tmp_dir=tmp_dir, config_error=config_error)
+        return agent.serve(sys.stdin.buffer, protocol_out, store, tmp_dir=tmp_dir, config_error=config_error,
+                           delegate=relay)
     except BrokenPipeError:
         return 0  # git-lfs went away; nothing left to tell it
     finally:
+        if relay is not None:
+            relay.close()
         if os.environ.get("LFS_S3_STATS_FILE"):
-            _write_stats(os.environ["LFS_S3_STATS_FILE"], store.requests)
+            from lfs_s3_agent.procstats import write_stats
+
+            write_stats(os.environ["LFS_S3_STATS_FILE"], store.requests)
 
 
-def _write_stats(path: str, requests: dict[str, int]) -> None:
-    """Append this process's CPU time, peak memory and S3 requests as one JSON line (for `make bench`)."""
-    import resource
+def _worker_relay(args: argparse.Namespace, resolved: settings.Resolved, tmp_dir: Any) -> Any:
+    """The relay to this configuration's shared worker (connected at the first small object)."""
+    from lfs_s3_agent import rendezvous
+    from lfs_s3_agent.relay import WorkerRelay
 
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    record = {"pid": os.getpid(), "user": usage.ru_utime, "sys": usage.ru_stime,
-              "maxrss_kib": usage.ru_maxrss, "requests": requests}
-    try:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
-    except OSError as exc:
-        log.warning("cannot write stats to %s: %s", path, exc)
+    repo = resolved.repo
+    assert repo is not None
+    key = rendezvous.worker_key(resolved.values, git_dir=repo.git_dir, common_dir=repo.common_dir,
+                                lfs_storage=resolved.lfs_storage)
+    worker_args = [arg for spec in settings.FIELDS if getattr(args, spec.name, None) is not None
+                   for arg in (spec.flag, str(getattr(args, spec.name)))]
+    level = args.log_level or os.environ.get("LFS_S3_LOG_LEVEL")
+    if level:
+        worker_args += ["--log-level", level]
+    cwd = os.getcwd()
+    return WorkerRelay(lambda: rendezvous.connect(key, worker_args, cwd=cwd), key=key,
+                       max_size=int(resolved.values["multipart_threshold"]), tmp_dir=tmp_dir)
 
 
 # -- install / uninstall / clone / config ------------------------------------------------------
@@ -525,6 +566,40 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             unicode = False
         _print_lines(report.render(unicode=unicode))
     return 0 if report.ok else 1
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from lfs_s3_agent import rendezvous
+
+    if args.action == "run":
+        if not args.key:
+            raise ConfigError("worker run is started by the agent with --key; use status or stop")
+        from lfs_s3_agent import worker
+
+        ready = worker.main_stdio()
+        _setup_logging(None, args.log_level)
+        return worker.run(args.key, _flags(args), ready=ready)
+    try:
+        directory = rendezvous.runtime_dir()
+    except rendezvous.RendezvousError as exc:
+        raise ConfigError(str(exc)) from None
+    repo = None
+    if not args.all:
+        from lfs_s3_agent import gitrepo
+
+        repo = str(gitrepo.repo_paths().common_dir)
+    found = rendezvous.workers(directory, repo=repo, stop=args.action == "stop")
+    if args.json:
+        _print_json({"runtime_dir": str(directory), "workers": found})
+        return 0 if all(w.get("stopped", True) for w in found) else 1
+    if not found:
+        print(f"no shared worker running{'' if args.all else ' for this repository'} ({directory})")
+    for w in found:
+        state = ("stopped" if w.get("stopped") else f"NOT stopped: {w.get('error')}") if args.action == "stop" \
+            else (f"{w['active']} active session(s)" if w["active"] else f"idle {w['idle_seconds']:.0f} s of "
+                  f"{w['idle_limit']:.0f}")
+        print(f"pid {w['pid']}  {w['repo']}  {w['sessions']} session(s) served, {state}")
+    return 0 if all(w.get("stopped", True) for w in found) else 1
 
 
 def cmd_config(args: argparse.Namespace) -> int:

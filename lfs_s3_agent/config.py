@@ -46,6 +46,8 @@ class Settings(BaseModel):
     tls_verify: Literal["true", "false"] = "true"
     max_attempts: int = Field(default=5, ge=1, le=20)
     timeout: int = Field(default=60, ge=1, le=3600)
+    shared_worker: Literal["true", "false"] = "true"
+    worker_idle: int = Field(default=60, ge=1, le=86400)
     #: where each value came from ("flag --bucket", "env LFS_S3_BUCKET", "default"...)
     sources: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
 

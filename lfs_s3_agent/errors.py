@@ -83,3 +83,11 @@ class GitError(AgentError):
     """A git command failed or we are not inside a repository."""
 
     code = Code.CONFIG
+
+
+class Cancelled(BaseException):
+    """The agent that asked for this transfer has gone: stop moving bytes and clean up.
+
+    A BaseException, like KeyboardInterrupt, so that no retry loop or per-object error
+    handler mistakes it for a failure worth reporting or retrying.
+    """

@@ -3,7 +3,9 @@
 git-lfs draws its progress bar from ``progress`` events, and workers 1..N-1 wait
 until worker 0 reports its first bytes; so the first bytes are reported at once,
 later ones at most every ``interval`` seconds, the numbers never go backwards or
-past the object's size, and the last event is at the size. Standard library only.
+past the object's size, and the last event is at the size. ``check`` is called on
+every count, so a transfer whose requester has gone (the shared worker's agent
+disconnected) stops at its next bytes. Standard library only.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ Emit = Callable[[int, int], None]  # (bytes_so_far, bytes_since_last)
 
 class ProgressReporter:
     def __init__(self, size: int, emit: Emit, *, interval: float = 0.1,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, check: Callable[[], None] | None = None) -> None:
         self.size = size
+        self._check = check
         self._emit = emit
         self._interval = interval
         self._clock = clock
@@ -33,6 +36,8 @@ class ProgressReporter:
 
     def add(self, nbytes: int) -> None:
         """Count ``nbytes`` newly transferred bytes (callers never count a byte twice)."""
+        if self._check is not None:
+            self._check()
         if nbytes <= 0:
             return
         with self._lock:

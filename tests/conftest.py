@@ -28,7 +28,18 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
         "[user]\n\tname = Test\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n"
         "[protocol \"file\"]\n\tallow = always\n"
     )
+    # Each test gets its own shared-worker directory, and its workers are stopped after it.
+    runtime = tmp_path_factory.mktemp("run")
+    monkeypatch.setenv("LFS_S3_RUNTIME_DIR", str(runtime))
     yield
+    stop_workers(runtime)
+
+
+def stop_workers(runtime: Path) -> list[dict[str, object]]:
+    """Stop every shared worker whose socket is in ``runtime``; their status replies."""
+    from lfs_s3_agent import rendezvous
+
+    return rendezvous.workers(runtime, stop=True)
 
 
 @pytest.fixture

@@ -1,0 +1,84 @@
+"""Which worker an agent may reach: the key, the private runtime directory, the socket path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from lfs_s3_agent import rendezvous, settings
+
+VALUES = {spec.name: spec.default for spec in settings.FIELDS} | {"bucket": "b"}
+GIT = {"git_dir": Path("/r/.git"), "common_dir": Path("/r/.git"), "lfs_storage": None}
+ENV = {"HOME": "/nonexistent-home", "AWS_PROFILE": "work", "TERM": "xterm"}
+
+
+def key(values: dict[str, object] = VALUES, env: dict[str, str] = ENV, **git: object) -> str:
+    return rendezvous.worker_key(values, env=env, **{**GIT, **git})  # type: ignore[arg-type]
+
+
+def test_the_key_is_stable_for_the_same_configuration() -> None:
+    assert key() == key(dict(reversed(list(VALUES.items()))))
+
+
+@pytest.mark.parametrize("change", [
+    {"values": VALUES | {"prefix": "other"}},
+    {"values": VALUES | {"endpoint_url": "http://127.0.0.1:9000"}},
+    {"env": ENV | {"AWS_PROFILE": "home"}},
+    {"env": ENV | {"AWS_SECRET_ACCESS_KEY": "rotated"}},
+    {"env": ENV | {"LFS_S3_LOG_LEVEL": "debug"}},
+    {"env": ENV | {"GIT_CONFIG_GLOBAL": "/x"}},
+    {"env": ENV | {"HTTPS_PROXY": "http://127.0.0.1:3128"}},
+    {"git_dir": Path("/r/.git/worktrees/w")},
+    {"common_dir": Path("/other/.git")},
+    {"lfs_storage": "/big/lfs"},
+])
+def test_anything_that_changes_behaviour_changes_the_key(change: dict[str, object]) -> None:
+    assert key(**change) != key()  # type: ignore[arg-type]
+
+
+def test_unrelated_environment_does_not_change_the_key() -> None:
+    assert key(env=ENV | {"TERM": "dumb", "PWD": "/elsewhere", "SHLVL": "3"}) == key()
+
+
+def test_an_edited_aws_credentials_file_changes_the_key(tmp_path: Path) -> None:
+    creds = tmp_path / "credentials"
+    creds.write_text("[default]\n")
+    env = ENV | {"AWS_SHARED_CREDENTIALS_FILE": str(creds)}
+    before = key(env=env)
+    creds.write_text("[default]\naws_access_key_id = new\n")
+    assert key(env=env) != before
+
+
+def test_runtime_dir_is_created_private(tmp_path: Path) -> None:
+    path = rendezvous.runtime_dir({"LFS_S3_RUNTIME_DIR": str(tmp_path / "run")})
+    assert path == tmp_path / "run"
+    assert os.stat(path).st_mode & 0o777 == 0o700
+
+
+def test_a_runtime_dir_others_can_enter_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    with pytest.raises(rendezvous.RendezvousError, match=r"not a private directory.*mode 0700"):
+        rendezvous.runtime_dir({"LFS_S3_RUNTIME_DIR": str(shared)})
+
+
+def test_a_symlinked_runtime_dir_is_refused(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(real)
+    with pytest.raises(rendezvous.RendezvousError, match="LFS_S3_RUNTIME_DIR"):
+        rendezvous.runtime_dir({"LFS_S3_RUNTIME_DIR": str(tmp_path / "link")})
+
+
+def test_a_socket_path_too_long_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(rendezvous.RendezvousError, match=r"too long.*LFS_S3_RUNTIME_DIR"):
+        rendezvous.socket_path(tmp_path / ("d" * 120), "f" * 64)
+
+
+def test_nothing_listening_is_none_not_an_error(tmp_path: Path) -> None:
+    assert rendezvous.try_connect(tmp_path / "absent.sock") is None
+    (tmp_path / "plain.sock").write_text("")
+    assert rendezvous.try_connect(tmp_path / "plain.sock") is None  # ECONNREFUSED: a stale leftover

@@ -218,7 +218,10 @@ class Demo:
         if status.strip():
             raise DemoError(f"the clone's working tree is not clean after the pull:\n{status}")
 
-        self.step("stopping the S3 server")
+        # The shared workers would otherwise idle for a minute against a server that is going away.
+        for repo in (self.work / "repo", clone):
+            self.agent(repo, "worker", "stop", what="lfs-s3-agent worker stop")
+        self.step("stopping the shared workers and the S3 server")
         return len(FILES), total
 
 

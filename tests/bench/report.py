@@ -241,8 +241,10 @@ def render(rows: Sequence[Row], workloads: Sequence[tuple[str, str]], startup: S
     out.append("Every row of a workload ran in the same run, against the same server process, tools interleaved "
                "run by run. Ratios are this agent's value divided by the peer's (below 1.00x: the agent is "
                "faster / cheaper). *client CPU* is user+sys of the tool's own processes: for the agent the sum "
-               "over the agent processes git-lfs started (from `LFS_S3_STATS_FILE`), for s5cmd its process, "
-               "for boto3 the worker process (interpreter start and imports included), for `git-lfs file://` "
+               "over the agent processes git-lfs started and the shared worker they used (from "
+               "`LFS_S3_STATS_FILE`; the worker starts cold in every run, is stopped after it so that it "
+               "reports, and its CPU is added to whole-cmd CPU), for s5cmd its process, for boto3 the worker "
+               "process (interpreter start and imports included), for `git-lfs file://` "
                "the whole git-lfs command. *whole-cmd CPU* is everything the command ran (git, git-lfs, sh, "
                "agents). *peak RSS* is the largest single client process (for the agent: max over its "
                "processes). *req/obj (client)*: S3 calls counted in the client (agent stats, a botocore hook "
@@ -295,7 +297,8 @@ def render(rows: Sequence[Row], workloads: Sequence[tuple[str, str]], startup: S
                     f"{_f(_median(r.command_cpu_s for r in ok), '{:.2f}')} s")
             if label == "agent":
                 rss = _median(r.peak_rss_kib for r in ok)
-                line += (f"; {_f(_median(r.procs for r in ok), '{:.0f}')} agent processes started, together "
+                line += (f"; {_f(_median(r.procs for r in ok), '{:.0f}')} processes (agents and the shared worker), "
+                         "together "
                          f"{_f(_median(r.client_cpu_s for r in ok), '{:.2f}')} s CPU, largest "
                          f"{_f(rss / 1024 if rss else None, '{:.0f}')} MiB RSS")
             out.append(line)

@@ -12,6 +12,7 @@ results.png, raw.json) and prints the table and a one-line summary (last).
 from __future__ import annotations
 
 import argparse
+import compileall
 import datetime
 import json
 import os
@@ -249,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"working in {root} (load average {' '.join(load_start)})")
     try:
         env = setup_home(root / "home")
+        # An installed package has its bytecode compiled (pip does it); a checkout under
+        # PYTHONDONTWRITEBYTECODE would recompile every module in each agent process.
+        compileall.compile_dir(REPO / "lfs_s3_agent", quiet=1)
         meta["agent_code"] = agent_code_id(env)  # at the start: the code may change while we run
         wanted = {w.server for w in workloads} | (set() if args.no_startup else {"moto"})
         for name in sorted(wanted):

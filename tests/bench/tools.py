@@ -59,6 +59,7 @@ class Result:
     server_cpu_s: float | None = None
     other_cpu_s: float | None = None  #: CPU the rest of the machine used meanwhile (other processes)
     agent_procs: list[dict[str, Any]] | None = None  #: the agents' own records (LFS_S3_STATS_FILE), one per process
+    worker_procs: int = 0  #: how many of those are shared workers
     error: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -147,7 +148,15 @@ def _verify_store(lfs_dir: Path, p: Prepared) -> None:
 # -- this agent, through real git-lfs -------------------------------------------------------------
 
 def read_agent_stats(path: Path, result: Result) -> None:
-    """Sum the per-process records the agents wrote; peak RSS is the largest process."""
+    """Sum the per-process records the agents (and the shared worker) wrote; peak RSS is the largest process.
+
+    The shared worker outlives the command (it would serve the next one): it is stopped first so
+    that it writes its record. It runs detached from git-lfs, so its CPU is added to the whole
+    command's as well.
+    """
+    from lfs_s3_agent import rendezvous
+
+    rendezvous.workers(path.parent / "run", stop=True)
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
     if not records:
         result.notes.append("no agent stats were written (LFS_S3_STATS_FILE)")
@@ -155,6 +164,12 @@ def read_agent_stats(path: Path, result: Result) -> None:
     result.procs = len(records)
     result.agent_procs = records
     result.client_cpu_s = sum(r["user"] + r["sys"] for r in records)
+    worker_cpu = sum(r["user"] + r["sys"] for r in records if r.get("role") == "worker")
+    if result.command_cpu_s is not None:
+        result.command_cpu_s += worker_cpu
+    if result.other_cpu_s is not None:  # the worker ran during the command: it is not someone else's load
+        result.other_cpu_s = max(0.0, result.other_cpu_s - worker_cpu)
+    result.worker_procs = sum(1 for r in records if r.get("role") == "worker")
     result.peak_rss_kib = max(int(r["maxrss_kib"]) for r in records)
     requests: dict[str, int] = {}
     for record in records:
@@ -170,7 +185,8 @@ class Agent:
         return f"{p.slug}/agent/r{run}"
 
     def _env(self, ctx: Ctx, p: Prepared, stats: Path, log: Path) -> dict[str, str]:
-        return {**p.env, **ctx.server.env, "LFS_S3_STATS_FILE": str(stats), "LFS_S3_LOG_FILE": str(log)}
+        return {**p.env, **ctx.server.env, "LFS_S3_STATS_FILE": str(stats), "LFS_S3_LOG_FILE": str(log),
+                "LFS_S3_RUNTIME_DIR": str(stats.parent / "run")}
 
     def _files(self, ctx: Ctx, p: Prepared, run: int, direction: str) -> tuple[Path, Path]:
         stats = ctx.root / "stats" / f"agent-{p.slug}-{direction}-r{run}.jsonl"

@@ -332,7 +332,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     store = S3Store(values, links=links)
     relay = None
     if config_error is None and tmp_dir is not None and values.get("shared_worker") == "true":
-        relay = _worker_relay(args, resolved, tmp_dir)
+        try:
+            relay = _worker_relay(args, resolved, tmp_dir)
+        except (ImportError, AttributeError, OSError) as exc:  # no unix sockets or flock on this system
+            log.info("no shared worker here (%s); transferring in this process", exc)
     try:
         return agent.serve(sys.stdin.buffer, protocol_out, store, tmp_dir=tmp_dir, config_error=config_error,
                            delegate=relay)

@@ -136,6 +136,8 @@ class NotSessionFilter(logging.Filter):
 
 
 class Worker:
+    """Accepts agent connections on ``path`` and serves each in a thread, over one shared store."""
+
     def __init__(self, key: str, path: Path, store: Any, tmp_dir: Path | None, idle: float,
                  repo: str | None) -> None:
         self.key = key
@@ -150,7 +152,6 @@ class Worker:
         self.last_active = time.monotonic()
         self.stopping = threading.Event()
         self._lock = threading.Lock()
-        self._idle_changed = threading.Condition(self._lock)
         self._threads: list[threading.Thread] = []
         self.stop_waiters: list[Connection] = []  #: `worker stop` callers, answered by our exit
         self.listener: socket.socket | None = None
@@ -169,7 +170,8 @@ class Worker:
     def stop(self) -> None:
         """Ask ``run()`` to shut down (from any thread)."""
         self.stopping.set()
-        os.write(self._wake_w, b"x")
+        with contextlib.suppress(OSError):  # already shut down: the pipe is closed
+            os.write(self._wake_w, b"x")
 
     def run(self, before_exit: Callable[[], None] | None = None) -> None:
         """Accept agents until idle for ``idle`` seconds, stopped, or our socket is gone.
@@ -193,6 +195,8 @@ class Worker:
         finally:
             for conn in self.stop_waiters:
                 conn.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def _accept_pending(self) -> None:
         assert self.listener is not None

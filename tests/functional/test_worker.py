@@ -21,7 +21,6 @@ import pytest
 
 from lfs_s3_agent import rendezvous
 from lfs_s3_agent.agent import serve
-from lfs_s3_agent.errors import Cancelled
 from lfs_s3_agent.relay import WorkerRelay
 from lfs_s3_agent.worker import Worker
 from tests.e2e.test_hardening import _wait_until
@@ -232,8 +231,8 @@ class BlockingStore:
             assert self.proceed.wait(timeout=60)
             sink.write(b"y")
             progress.add(1)
-        except Cancelled:
-            self.outcome.append("cancelled")
+        except BaseException as exc:  # Cancelled, or the progress event hitting the closed socket first
+            self.outcome.append(type(exc).__name__)
             raise
         self.outcome.append("finished")
         return "0" * 64
@@ -261,7 +260,7 @@ def test_an_agent_disconnecting_mid_transfer_cancels_it(harness: Harness, sock_d
         sock.close()  # git-lfs killed the agent
         status_before = worker.status()
         store.proceed.set()
-    assert store.outcome == ["cancelled"]
+    assert store.outcome in (["Cancelled"], ["BrokenPipeError"], ["ConnectionResetError"])  # stopped, not finished
     assert status_before["sessions"] == 1
     assert worker.active == 0
 

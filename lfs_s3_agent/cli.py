@@ -351,22 +351,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _worker_relay(args: argparse.Namespace, resolved: settings.Resolved, tmp_dir: Any) -> Any:
-    """The relay to this configuration's shared worker (connected at the first small object)."""
-    from lfs_s3_agent import rendezvous
+    """The relay to this configuration's shared worker.
+
+    Nothing of it runs before init: the key, the rendezvous imports and the connection wait for
+    the first small object (git-lfs waits for each agent's init reply before starting the next).
+    """
     from lfs_s3_agent.relay import WorkerRelay
 
-    repo = resolved.repo
-    assert repo is not None
-    key = rendezvous.worker_key(resolved.values, git_dir=repo.git_dir, common_dir=repo.common_dir,
-                                lfs_storage=resolved.lfs_storage)
     worker_args = [arg for spec in settings.FIELDS if getattr(args, spec.name, None) is not None
                    for arg in (spec.flag, str(getattr(args, spec.name)))]
     level = args.log_level or os.environ.get("LFS_S3_LOG_LEVEL")
     if level:
         worker_args += ["--log-level", level]
     cwd = os.getcwd()
-    return WorkerRelay(lambda: rendezvous.connect(key, worker_args, cwd=cwd), key=key,
-                       max_size=int(resolved.values["multipart_threshold"]), tmp_dir=tmp_dir)
+
+    def connect() -> tuple[Any, str]:
+        from lfs_s3_agent import rendezvous
+
+        key = rendezvous.key_for(resolved)
+        return rendezvous.connect(key, worker_args, cwd=cwd), key
+
+    return WorkerRelay(connect, max_size=int(resolved.values["multipart_threshold"]), tmp_dir=tmp_dir)
 
 
 # -- install / uninstall / clone / config ------------------------------------------------------

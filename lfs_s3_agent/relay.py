@@ -18,20 +18,22 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lfs_s3_agent import rendezvous
 from lfs_s3_agent.agent import TMP_PREFIX
+
+if TYPE_CHECKING:
+    import socket
 from lfs_s3_agent.wire import MAX_LINE, LineWriter
 
 log = logging.getLogger(__name__)
 worker_log = logging.getLogger("lfs_s3_agent.worker")
 
-Connector = Callable[[], socket.socket]
+#: Connects to the worker (starting it if need be): the socket and the worker's key.
+Connector = Callable[[], "tuple[socket.socket, str]"]
 
 
 class WorkerUnavailable(Exception):
@@ -39,9 +41,8 @@ class WorkerUnavailable(Exception):
 
 
 class WorkerRelay:
-    def __init__(self, connector: Connector, *, key: str, max_size: int, tmp_dir: Path) -> None:
+    def __init__(self, connector: Connector, *, max_size: int, tmp_dir: Path) -> None:
         self._connector = connector
-        self.key = key
         self.tmp_dir = tmp_dir
         self.max_size = max_size
         self._sock: socket.socket | None = None
@@ -56,6 +57,8 @@ class WorkerRelay:
 
     def transfer(self, line: bytes, raw: dict[str, Any], init_line: bytes, writer: LineWriter) -> bool:
         """Have the worker do this request; False (and no ``complete`` written) if it could not."""
+        from lfs_s3_agent.rendezvous import RendezvousError  # only agents that get small objects import it
+
         tmp: str | None = None
         delivered = False
         try:
@@ -79,7 +82,7 @@ class WorkerRelay:
                     self.relayed += 1
                     return True
                 writer.write(message)
-        except (OSError, ValueError, WorkerUnavailable, rendezvous.RendezvousError) as exc:
+        except (OSError, ValueError, WorkerUnavailable, RendezvousError) as exc:
             self._give_up(exc)
             return False
         finally:
@@ -93,10 +96,12 @@ class WorkerRelay:
         return path
 
     def _open(self, init_line: bytes) -> None:
-        sock = self._connector()
+        from lfs_s3_agent import rendezvous
+
+        sock, key = self._connector()
         self._sock = sock
         self._stream = sock.makefile("rb")
-        rendezvous.send_line(sock, {"hello": rendezvous.HELLO, "key": self.key})
+        rendezvous.send_line(sock, {"hello": rendezvous.HELLO, "key": key})
         hello = self._receive()
         if hello.get("hello") != "ok":
             raise WorkerUnavailable(f"the worker refused the session: {hello.get('error', hello)}")
@@ -124,7 +129,9 @@ class WorkerRelay:
     def _give_up(self, exc: BaseException) -> None:
         # The agent carries on by itself either way. A worker that went away is routine (info); one
         # that cannot be used here at all is something to fix (warning, with the fix in the message).
-        level = logging.WARNING if isinstance(exc, rendezvous.RendezvousError) else logging.INFO
+        from lfs_s3_agent.rendezvous import RendezvousError
+
+        level = logging.WARNING if isinstance(exc, RendezvousError) else logging.INFO
         log.log(level, "shared worker unavailable (%s); transferring in this process", exc)
         self.disabled = True
         self.close()

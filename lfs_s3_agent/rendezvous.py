@@ -111,6 +111,13 @@ def worker_key(values: Mapping[str, Any], *, git_dir: Path | None, common_dir: P
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+def key_for(resolved: Any) -> str:
+    """``worker_key`` of a ``settings.Resolved``: what the agent looks for and the worker checks."""
+    repo = resolved.repo
+    return worker_key(resolved.values, git_dir=repo.git_dir if repo else None,
+                      common_dir=repo.common_dir if repo else None, lfs_storage=resolved.lfs_storage)
+
+
 def socket_path(directory: Path, key: str) -> Path:
     path = directory / f"{key[:32]}.sock"
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:

@@ -309,10 +309,7 @@ def run(key: str, flags: dict[str, Any], *, ready: IO[bytes]) -> int:
             handler.addFilter(NotSessionFilter())
     try:
         resolved = settings.load(flags)
-        expected = rendezvous.worker_key(
-            resolved.values, git_dir=resolved.repo.git_dir if resolved.repo else None,
-            common_dir=resolved.repo.common_dir if resolved.repo else None, lfs_storage=resolved.lfs_storage)
-        if expected != key:
+        if rendezvous.key_for(resolved) != key:
             log.error("the configuration changed while this worker started; not serving it")
             return 3
         directory = rendezvous.runtime_dir()

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 
 from tests.e2e.conftest import Git, bucket_objects, commit_all, expected_key, sha256
 from tests.faultproxy import Fault, FaultProxy
+from tests.polling import wait_until
 from tests.s3server import MotoServer
 
 FAKE_KEY_ID = "AKIAFAKEKEYID7777777"
@@ -79,14 +79,6 @@ def _start_transfer(repo: Path, endpoint: str, bucket: str, operation: str,
     return agent
 
 
-def _wait_until(predicate: Any, what: str, limit: float = 30.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():  # readiness poll, not a timing assertion
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def test_sigterm_mid_download_leaves_no_temp_file(s3: MotoServer, bucket: str, repo_dir: Path) -> None:
     data = os.urandom(200_000)
     oid = sha256(data)
@@ -96,7 +88,7 @@ def test_sigterm_mid_download_leaves_no_temp_file(s3: MotoServer, bucket: str, r
         stall = proxy.add(Fault("stall", "GET", oid, times=1, stall_seconds=60))
         agent = _start_transfer(repo_dir, proxy.endpoint, bucket, "download",
                                 {"event": "download", "oid": oid, "size": len(data)})
-        _wait_until(lambda: stall.injected == 1, "the download to start")
+        wait_until(lambda: stall.injected == 1, "the download to start")
         assert [p.name for p in tmp.iterdir()], "the agent should have a temp file open by now"
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=30)
@@ -113,7 +105,7 @@ def test_sigint_mid_upload_stores_nothing(s3: MotoServer, bucket: str, repo_dir:
         stall = proxy.add(Fault("stall", "PUT", oid, times=1, stall_seconds=60))
         agent = _start_transfer(repo_dir, proxy.endpoint, bucket, "upload",
                                 {"event": "upload", "oid": oid, "size": len(data), "path": str(src)})
-        _wait_until(lambda: stall.injected == 1, "the upload to start")
+        wait_until(lambda: stall.injected == 1, "the upload to start")
         agent.send_signal(signal.SIGINT)
         agent.wait(timeout=30)
     assert agent.returncode != 0

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import Git, commit_all, tree_digests
-from tests.e2e.test_hardening import _wait_until
 from tests.faultproxy import Fault, FaultProxy
+from tests.polling import wait_until
 from tests.s3server import MotoServer
 
 THRESHOLD = 5 << 20
@@ -91,8 +91,8 @@ def test_the_worker_stays_warm_between_git_commands_and_exits_when_idle(make_clo
     statuses = status(a)
     if statuses:  # not idle for 2 s in between: the same process served both pushes
         assert statuses[0]["pid"] == first["pid"] and statuses[0]["sessions"] > first["sessions"]
-    _wait_until(lambda: not socket_path.exists(), "the idle worker to exit", limit=60)
-    _wait_until(lambda: not _alive(first["pid"]), "the idle worker process to end", limit=60)
+    wait_until(lambda: not socket_path.exists(), "the idle worker to exit", limit=60)
+    wait_until(lambda: not _alive(first["pid"]), "the idle worker process to end", limit=60)
 
 
 def _alive(pid: int) -> bool:
@@ -126,7 +126,7 @@ def test_a_killed_worker_is_replaced_by_the_next_command(make_clone: Any) -> Non
     a.run("push", "origin", "HEAD:main")
     (first,) = status(a)
     os.kill(first["pid"], signal.SIGKILL)
-    _wait_until(lambda: not _alive(first["pid"]), "the worker to die")
+    wait_until(lambda: not _alive(first["pid"]), "the worker to die")
     assert Path(first["socket"]).exists()  # a stale socket: nothing listens on it
     b = make_clone("b")
     b.run("lfs", "pull")
@@ -150,7 +150,7 @@ def test_a_worker_killed_mid_download_is_finished_by_the_agents(make_clone: Any,
         stall = proxy.add(Fault("stall", "GET", oid, times=1, stall_seconds=120))
         b = make_clone("b", endpoint_url=proxy.endpoint)
         pull = b.popen("lfs", "pull")
-        _wait_until(lambda: stall.injected == 1, "the worker to start the download")
+        wait_until(lambda: stall.injected == 1, "the worker to start the download")
         (worker,) = status(b)
         os.kill(worker["pid"], signal.SIGKILL)
         _, err = pull.communicate(timeout=300)

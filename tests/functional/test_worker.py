@@ -23,8 +23,8 @@ from lfs_s3_agent import rendezvous
 from lfs_s3_agent.agent import serve
 from lfs_s3_agent.relay import WorkerRelay
 from lfs_s3_agent.worker import Worker
-from tests.e2e.test_hardening import _wait_until
 from tests.functional.conftest import BUCKET, INIT_DOWN, INIT_UP, Harness, Session, oid_of
+from tests.polling import wait_until
 
 KEY = "ab" * 32
 SMALL = os.urandom(3000)
@@ -70,13 +70,13 @@ def worker(harness: Harness, sock_dir: Path) -> Iterator[Worker]:
 
 
 def relay_to(path: Path, tmp_dir: Path, key: str = KEY) -> WorkerRelay:
-    def connect() -> socket.socket:
+    def connect() -> tuple[socket.socket, str]:
         sock = rendezvous.try_connect(path)
         if sock is None:
             raise rendezvous.RendezvousError(f"nothing listens on {path}")
-        return sock
+        return sock, key
 
-    return WorkerRelay(connect, key=key, max_size=MAX_SIZE, tmp_dir=tmp_dir)
+    return WorkerRelay(connect, max_size=MAX_SIZE, tmp_dir=tmp_dir)
 
 
 def run(harness: Harness, relay: WorkerRelay | None, *requests: dict[str, Any]) -> Session:
@@ -268,7 +268,7 @@ def test_an_agent_disconnecting_mid_transfer_cancels_it(harness: Harness, sock_d
 def test_status_and_stop_over_the_socket(harness: Harness, worker: Worker) -> None:
     harness.put(SMALL)
     run(harness, relay_to(worker.path, harness.tmp_dir), INIT_DOWN, download(SMALL), {"event": "terminate"})
-    _wait_until(lambda: worker.active == 0, "the worker to see the agent go")
+    wait_until(lambda: worker.active == 0, "the worker to see the agent go")
     status = rendezvous.control(worker.path, "status")
     assert status is not None
     assert status["pid"] == os.getpid() and status["sessions"] == 1 and status["active"] == 0

@@ -43,7 +43,7 @@ test: venv git-lfs lint
 	$(BIN)/python -m pytest
 
 unit: venv
-	$(BIN)/python -m pytest tests/unit tests/functional
+	$(BIN)/python -m pytest tests/unit tests/contract tests/functional
 
 reliability: venv
 	$(BIN)/python tests/reliability/run.py

@@ -16,45 +16,21 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from lfs_s3_agent.errors import AgentError, BadRequest, Code, ConfigError, IntegrityError, LocalFileError
+from lfs_s3_agent import lfsdirs
+from lfs_s3_agent.errors import AgentError, BadRequest, Code, ConfigError, LocalFileError
 from lfs_s3_agent.progress import ProgressReporter
-from lfs_s3_agent.wire import LineReader, LineWriter, decode_line
+from lfs_s3_agent.protocol.framing import LineReader, LineWriter, decode_line
+from lfs_s3_agent.protocol.lfs import TERMINATE, TRANSFER_EVENTS, InitRequest, error_reply
 
 if TYPE_CHECKING:
-    from lfs_s3_agent.messages import CompleteEvent, DownloadRequest, UploadRequest
+    from lfs_s3_agent.protocol.messages import CompleteEvent, DownloadRequest, UploadRequest
     from lfs_s3_agent.store import ObjectStore
 
 log = logging.getLogger(__name__)
-
-TMP_PREFIX = "lfs-s3-agent-"
-
-
-@dataclass(frozen=True)
-class InitRequest:
-    """``{"event":"init","operation":...,"remote":...,"concurrent":...,"concurrenttransfers":...}``."""
-
-    operation: str
-    remote: str = ""
-    concurrent: bool = True
-    concurrenttransfers: int = 1
-
-    @classmethod
-    def parse(cls, raw: dict[str, Any]) -> InitRequest:
-        operation = raw.get("operation")
-        if operation not in ("upload", "download"):
-            raise BadRequest(f"invalid init request: operation must be upload or download (got {operation!r})")
-        remote = raw.get("remote", "")
-        transfers = raw.get("concurrenttransfers", 1)
-        if not isinstance(transfers, int) or isinstance(transfers, bool) or transfers < 1:
-            transfers = 1
-        return cls(operation=operation, remote=remote if isinstance(remote, str) else "",
-                   concurrent=bool(raw.get("concurrent", True)), concurrenttransfers=transfers)
 
 
 class ProgressGuard(LineWriter):
@@ -94,16 +70,13 @@ class Delegate(Protocol):
         was completed: the caller does the request itself)."""
 
 
-#: Opens the file a download is written to: (fd, path, whether the agent owns and removes it).
-TmpOpener = Callable[[str], tuple[int, str, bool]]
-
-
 class Agent:
     """The state of one session: the init handshake, the store and where downloads go."""
 
     def __init__(self, writer: LineWriter, store: ObjectStore, *, tmp_dir: Path | None,
                  config_error: ConfigError | None = None, progress_interval: float = 0.1,
-                 cancel_check: Callable[[], None] | None = None, tmp_opener: TmpOpener | None = None) -> None:
+                 cancel_check: Callable[[], None] | None = None,
+                 tmp_opener: lfsdirs.TmpOpener | None = None) -> None:
         self.writer = writer
         self.store = store
         self.tmp_dir = tmp_dir
@@ -127,10 +100,10 @@ class Agent:
                 self.init_line = line
             self.writer.write(reply)
             return True
-        if raw.get("event") == "terminate":
+        if raw.get("event") == TERMINATE:
             # Most of git-lfs's workers never get a transfer: they must not pay for pydantic to stop.
             return False
-        from lfs_s3_agent import messages  # first transfer request: now pydantic is worth its cost
+        from lfs_s3_agent.protocol import messages  # first transfer request: now pydantic is worth its cost
 
         try:
             request = messages.parse_request(raw)
@@ -146,19 +119,19 @@ class Agent:
 
     def _handshake(self, raw: dict[str, Any]) -> dict[str, Any]:
         if self.init is not None:
-            return _error_reply(Code.BAD_REQUEST, "init already received in this session")
+            return error_reply(Code.BAD_REQUEST, "init already received in this session")
         try:
             request = InitRequest.parse(raw)
         except BadRequest as exc:
-            return _error_reply(exc.code, exc.message)
+            return error_reply(exc.code, exc.message)
         if self.config_error is not None:
-            return _error_reply(Code.CONFIG, f"lfs-s3-agent: {self.config_error.message}")
+            return error_reply(Code.CONFIG, f"lfs-s3-agent: {self.config_error.message}")
         self.init = request
         log.debug("init: %s", request)
         return {}
 
     def _reject(self, exc: BadRequest) -> None:
-        from lfs_s3_agent.messages import CompleteEvent, encode
+        from lfs_s3_agent.protocol.messages import CompleteEvent, encode
 
         if exc.oid is None:
             # Nothing to answer: git-lfs matches replies by oid, and an unsolicited line would be
@@ -168,7 +141,7 @@ class Agent:
             self.writer.write(encode(CompleteEvent.failed(exc.oid, exc.code, exc.message)))
 
     def _transfer(self, request: UploadRequest | DownloadRequest) -> CompleteEvent:
-        from lfs_s3_agent.messages import CompleteEvent, ProgressEvent, encode
+        from lfs_s3_agent.protocol.messages import CompleteEvent, ProgressEvent, encode
 
         oid = request.oid
 
@@ -206,68 +179,25 @@ class Agent:
         log.info("%s %s (%d bytes)", "uploaded" if uploaded else "already stored", request.oid, request.size)
 
     def _download(self, request: DownloadRequest, progress: ProgressReporter) -> str:
-        """Download into lfs/tmp and verify; bytes that fail the check are fetched once more.
-
-        A mismatch can be damage in transit (a proxy, a flaky link) rather than at rest; a
-        second mismatch is reported. Either way nothing unverified is handed to git-lfs.
-        """
-        try:
-            return self._download_once(request, progress)
-        except AgentError as exc:
-            if exc.code != Code.INTEGRITY:
-                raise
-            log.warning("%s; downloading it once more", exc.message)
-            return self._download_once(request, progress)
+        """Download into lfs/tmp, verified (size and SHA-256) before git-lfs ever sees the path."""
+        oid = request.oid
+        path, _ = lfsdirs.download_verified(
+            lambda sink: self.store.download(oid, request.size, sink, progress), oid=oid, size=request.size,
+            where=lambda: self.store.describe(oid), opener=self.tmp_opener)
+        progress.finish()
+        return path
 
     def _mkstemp(self, oid: str) -> tuple[int, str, bool]:
         if self.tmp_dir is None:
             raise LocalFileError("cannot download: not inside a git repository (no lfs/tmp directory)")
-        try:
-            self.tmp_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(dir=self.tmp_dir, prefix=f"{TMP_PREFIX}{oid[:12]}-")
-        except OSError as exc:
-            raise LocalFileError(f"cannot create a temporary file in {self.tmp_dir}: {exc.strerror}") from None
-        return fd, tmp_name, True
-
-    def _download_once(self, request: DownloadRequest, progress: ProgressReporter) -> str:
-        fd, tmp_name, owned = self.tmp_opener(request.oid)
-        try:
-            with os.fdopen(fd, "wb") as sink:
-                digest = self.store.download(request.oid, request.size, sink, progress)
-                sink.flush()
-                written = os.fstat(sink.fileno()).st_size
-            where = self.store.describe(request.oid)
-            if written != request.size:
-                raise IntegrityError(f"{where}: got {written} bytes, expected {request.size}; the stored "
-                                     "object is truncated or was replaced")
-            if digest != request.oid:
-                raise IntegrityError(f"{where}: downloaded bytes have SHA-256 {digest}, not the oid; the "
-                                     "stored object is corrupt or was replaced (nothing was checked out)")
-            progress.finish()
-            return tmp_name
-        except BaseException:
-            if owned:
-                _remove(tmp_name)
-            raise
-
-
-def _error_reply(code: int, message: str) -> dict[str, Any]:
-    return {"error": {"code": int(code), "message": message}}
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        log.error("could not remove temporary file %s: %s", path, exc)
+        fd, path = lfsdirs.new_temp(self.tmp_dir, oid)
+        return fd, path, True
 
 
 def serve(stdin: IO[bytes], stdout: IO[bytes], store: ObjectStore, *, tmp_dir: Path | None,
           config_error: ConfigError | None = None, progress_interval: float = 0.1,
           delegate: Delegate | None = None, cancel_check: Callable[[], None] | None = None,
-          tmp_opener: TmpOpener | None = None) -> int:
+          tmp_opener: lfsdirs.TmpOpener | None = None) -> int:
     """Run one git-lfs session over the given streams; return the process exit status.
 
     ``delegate`` is offered each transfer request first; ``cancel_check`` is called as
@@ -300,6 +230,6 @@ def _delegated(delegate: Delegate, line: bytes, init_line: bytes, writer: LineWr
         raw = decode_line(line)
     except BadRequest:
         return False  # the agent reports it
-    if raw.get("event") not in ("upload", "download") or not delegate.accepts(raw):
+    if raw.get("event") not in TRANSFER_EVENTS or not delegate.accepts(raw):
         return False
     return delegate.transfer(line, raw, init_line, writer)

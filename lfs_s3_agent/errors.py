@@ -31,14 +31,24 @@ class Code(IntEnum):
 
 
 class AgentError(Exception):
-    """Base class: an error with a code and a message that tells the user what to do."""
+    """Base class: an error with a code and a message that tells the user what to do.
+
+    Errors are data: callers decide by ``code``, ``s3_code`` (the service's error code, e.g.
+    ``NoSuchUpload``), ``status`` (the HTTP status) and ``transient`` (worth another attempt),
+    never by matching message text.
+    """
 
     code: Code = Code.INTERNAL
 
-    def __init__(self, message: str, *, code: Code | None = None) -> None:
+    def __init__(self, message: str, *, code: Code | None = None, s3_code: str | None = None,
+                 status: int | None = None, transient: bool = False, bucket_region: str | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
+        self.s3_code = s3_code
+        self.status = status
+        self.transient = transient
+        self.bucket_region = bucket_region  #: the region S3 says the bucket is in (x-amz-bucket-region)
 
     @property
     def message(self) -> str:
@@ -70,13 +80,9 @@ class IntegrityError(AgentError):
 
 
 class StoreError(AgentError):
-    """An S3 failure translated at the store boundary; the code names the cause."""
+    """An S3 failure translated by ``s3.errors.translate``; the code names the cause."""
 
     code = Code.S3_ERROR
-
-    def __init__(self, message: str, *, code: Code = Code.S3_ERROR, transient: bool = False) -> None:
-        super().__init__(message, code=code)
-        self.transient = transient
 
 
 class GitError(AgentError):

@@ -14,20 +14,18 @@ all later ones too. Standard library only.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lfs_s3_agent.agent import TMP_PREFIX
+from lfs_s3_agent import lfsdirs
+from lfs_s3_agent.protocol import worker as frames
+from lfs_s3_agent.protocol.framing import MAX_LINE, LineWriter
 
 if TYPE_CHECKING:
     import socket
-from lfs_s3_agent.wire import MAX_LINE, LineWriter
 
 log = logging.getLogger(__name__)
 worker_log = logging.getLogger("lfs_s3_agent.worker")
@@ -60,7 +58,7 @@ class WorkerRelay:
         from lfs_s3_agent.rendezvous import RendezvousError  # only agents that get small objects import it
 
         tmp: str | None = None
-        delivered = False
+        handed_over = False
         try:
             if self._sock is None:
                 self._open(init_line)
@@ -68,63 +66,49 @@ class WorkerRelay:
             if raw.get("event") == "download":
                 # This agent makes and owns the temporary file: if git-lfs kills it mid-download,
                 # it removes the file itself (the worker's writes then go to an unlinked inode).
-                tmp = self._mkstemp(str(raw.get("oid", "")))
-                self._sock.sendall(json.dumps({"lfsS3Tmp": 1, "oid": raw.get("oid"), "path": tmp}).encode() + b"\n")
-            self._sock.sendall(line + b"\n")
+                fd, tmp = lfsdirs.new_temp(self.tmp_dir, str(raw.get("oid", "")))
+                os.close(fd)
+                self._sock.sendall(frames.encode(frames.TmpFile(str(raw.get("oid", "")), tmp)))
+            self._sock.sendall(frames.encode(frames.Request(line)))
             while True:
-                message = self._receive()
-                if "log" in message:
-                    self._log(message["log"])
+                frame = frames.decode_to_agent(self._readline())
+                if isinstance(frame, frames.Log):
+                    worker_log.log(frame.level, "%s", frame.message)
                     continue
+                message = frame.message
+                writer.write(message)
                 if message.get("event") == "complete":
-                    delivered = "error" not in message
-                    writer.write(message)
+                    # The file is git-lfs's only once it has been told where it is.
+                    handed_over = "error" not in message
                     self.relayed += 1
                     return True
-                writer.write(message)
-        except (OSError, ValueError, WorkerUnavailable, RendezvousError) as exc:
+        except (OSError, frames.FrameError, WorkerUnavailable, RendezvousError) as exc:
             self._give_up(exc)
             return False
         finally:
-            if tmp is not None and not delivered:
-                _remove(tmp)
-
-    def _mkstemp(self, oid: str) -> str:
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, path = tempfile.mkstemp(dir=self.tmp_dir, prefix=f"{TMP_PREFIX}{oid[:12]}-")
-        os.close(fd)
-        return path
+            if tmp is not None and not handed_over:
+                lfsdirs.remove(tmp)
 
     def _open(self, init_line: bytes) -> None:
-        from lfs_s3_agent import rendezvous
-
         sock, key = self._connector()
         self._sock = sock
         self._stream = sock.makefile("rb")
-        rendezvous.send_line(sock, {"hello": rendezvous.HELLO, "key": key})
-        hello = self._receive()
-        if hello.get("hello") != "ok":
-            raise WorkerUnavailable(f"the worker refused the session: {hello.get('error', hello)}")
-        sock.sendall(init_line + b"\n")
-        reply = self._receive()
-        if reply:
+        sock.sendall(frames.encode(frames.Hello(key=key)))
+        hello = frames.decode_reply(self._readline())
+        if not hello.ok:
+            raise WorkerUnavailable(f"the worker refused the session: {hello.error}")
+        sock.sendall(frames.encode(frames.Request(init_line)))
+        reply = frames.decode_to_agent(self._readline())
+        if not isinstance(reply, frames.Event) or reply.message:
             raise WorkerUnavailable(f"the worker refused the init request: {reply}")
-        log.debug("handing small objects to the shared worker (pid %s)", hello.get("pid"))
+        log.debug("handing small objects to the shared worker (pid %s)", hello.pid)
 
-    def _receive(self) -> dict[str, Any]:
+    def _readline(self) -> bytes:
         assert self._stream is not None
-        line = self._stream.readline(MAX_LINE + 1)
+        line: bytes = self._stream.readline(MAX_LINE + 1)
         if not line.endswith(b"\n"):
             raise WorkerUnavailable("the worker closed the connection")
-        message = json.loads(line)
-        if not isinstance(message, dict):
-            raise ValueError(f"unexpected line from the worker: {line[:200]!r}")
-        return message
-
-    def _log(self, record: Any) -> None:
-        if isinstance(record, dict):
-            level = record.get("level")
-            worker_log.log(level if isinstance(level, int) else logging.INFO, "%s", record.get("message", ""))
+        return line
 
     def _give_up(self, exc: BaseException) -> None:
         # The agent carries on by itself either way. A worker that went away is routine (info); one
@@ -144,8 +128,3 @@ class WorkerRelay:
             except OSError:
                 pass
             self._sock = None
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

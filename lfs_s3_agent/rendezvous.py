@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 MAX_SOCKET_PATH = 100
 #: How long the agent that starts a worker waits for it to listen (imports, S3 client).
 START_TIMEOUT = 30.0
-#: The greeting both ends check first; bump the number when the framing changes.
-HELLO = "lfs-s3-agent-worker/1"
 
 _ENV_PREFIXES = ("AWS_", "LFS_S3_", "GIT_CONFIG")
 _ENV_NAMES = ("HOME", "XDG_CONFIG_HOME", "GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_TRACE",
@@ -81,11 +79,9 @@ def code_fingerprint() -> str:
     """The version and the size and mtime of every module: an edited checkout gets a new worker."""
     package = Path(__file__).parent
     parts = [__version__, sys.executable, sys.version]
-    with os.scandir(package) as entries:
-        for entry in sorted(entries, key=lambda e: e.name):
-            if entry.name.endswith(".py"):
-                st = entry.stat()
-                parts.append(f"{entry.name}:{st.st_size}:{st.st_mtime_ns}")
+    for path in sorted(package.rglob("*.py")):  # subpackages too (s3/, protocol/, commands/)
+        st = path.stat()
+        parts.append(f"{path.relative_to(package)}:{st.st_size}:{st.st_mtime_ns}")
     return "\n".join(parts)
 
 
@@ -217,10 +213,6 @@ def prune(directory: Path, older_than: float = 86400.0) -> None:
                     path.unlink()
 
 
-def send_line(sock: socket.socket, message: Mapping[str, Any]) -> None:
-    sock.sendall(json.dumps(message, separators=(",", ":")).encode() + b"\n")
-
-
 def running_workers(directory: Path) -> list[Path]:
     """The sockets in the runtime directory (workers that may be running)."""
     return sorted(p for p in directory.glob("*.sock") if p.is_socket())
@@ -236,13 +228,20 @@ def control(path: Path, command: str, timeout: float = 60.0) -> dict[str, Any] |
         return None
     with sock:
         sock.settimeout(timeout)
-        send_line(sock, {"hello": HELLO, "control": command})
+        from lfs_s3_agent.protocol import worker as frames
+
+        sock.sendall(frames.encode(frames.Hello(control=command)))
         stream = sock.makefile("rb")
         line = stream.readline()
-        reply: dict[str, Any] = json.loads(line) if line.strip() else {}
+        if not line.strip():
+            return {}
+        try:
+            hello = frames.decode_reply(line)
+        except frames.FrameError as exc:
+            raise RendezvousError(str(exc)) from None
         if command == "stop":
             stream.read()  # the worker closes this connection last, as it exits
-        return reply
+        return {**(hello.extra or {}), "pid": hello.pid}
 
 
 def workers(directory: Path, *, repo: str | None = None, stop: bool = False) -> list[dict[str, Any]]:

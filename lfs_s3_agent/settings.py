@@ -6,19 +6,23 @@ Sources, highest first: command-line flags (including those in
 ``.lfs-s3-agent.toml`` at the repository root. Every value remembers its source so
 ``lfs-s3-agent config`` can say where it came from.
 
-The rules live here, not only in the pydantic model (``config.Settings``), because
-the agent must validate its settings and answer git-lfs's init before it can
-afford to import pydantic. Credentials are never a setting: boto3's own chain
-(env, profile, SSO, instance role) provides them.
+This is the one settings schema: each field of ``Settings`` (and of ``SourceSettings``,
+how a linked source bucket is reached) carries its default, rule and help, and
+flags, env names, git keys, the settings file and ``--help`` all derive from it.
+Standard library only: the agent builds and checks its settings before it can
+afford to import anything heavy. Credentials are never a setting: boto3's own
+chain (env, profile, SSO, instance role) provides them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +59,14 @@ def _check_prefix(value: str) -> str:
 
 
 def _check_endpoint(value: str) -> str:
-    if not re.fullmatch(r"https?://([^/\s:\[\]]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?(/\S*)?", value):
+    """``http(s)://host[:port]``: no user info, path or query (a path would silently change every key)."""
+    match = re.fullmatch(r"(https?)://([^/\s:@\[\]?#]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?(/[^\s]*)?", value)
+    if not match:
         raise ValueError(f"{value!r} is not an endpoint URL: use http(s)://host[:port], "
                          "e.g. https://minio.example.com:9000")
+    if match[4] and match[4] != "/":
+        raise ValueError(f"{value!r} has a path ({match[4]}): the endpoint is http(s)://host[:port] alone; put "
+                         "the bucket in --bucket and a key prefix in --prefix")
     return value.rstrip("/")
 
 
@@ -109,7 +118,7 @@ def _size_between(low: int, high: int) -> Callable[[str], int]:
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """One setting: its name in every source, its default, and its rule."""
+    """One setting: its name in every source, its default, its rule and its help."""
 
     name: str
     help: str
@@ -139,54 +148,87 @@ class FieldSpec:
         return self.check(value) if self.check else value
 
 
-FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("bucket", "S3 bucket that holds the LFS objects (required)", check=_check_bucket,
-              example="my-bucket"),
-    FieldSpec("prefix", "key prefix for this repository's objects", default="", check=_check_prefix,
-              example="my-repo"),
-    FieldSpec("region", "bucket region; default: the profile's or AWS_REGION", check=_check_region,
-              example="eu-west-1"),
-    FieldSpec("endpoint_url", "S3-compatible endpoint (MinIO, Ceph, R2...); default: AWS",
-              check=_check_endpoint, example="https://minio.example.com:9000"),
-    FieldSpec("profile", "AWS profile (from ~/.aws/config) for credentials", check=_check_text,
-              example="work"),
-    FieldSpec("addressing_style", "bucket in the host name (virtual) or the path (path)",
-              default="auto", choices=("auto", "path", "virtual")),
-    FieldSpec("checksums", "when_required: only the checksums S3 demands; for stores that reject "
-              "boto3's default CRC32 trailers (R2, some MinIO/Ceph)", default="when_supported",
-              choices=("when_supported", "when_required")),
-    FieldSpec("sse", "server-side encryption of uploads", default="none",
-              choices=("none", "AES256", "aws:kms")),
-    FieldSpec("sse_kms_key_id", "KMS key id or ARN, with --sse aws:kms", check=_check_text,
-              example="alias/lfs"),
-    FieldSpec("storage_class", "storage class of uploads; default: none sent (S3 stores STANDARD)",
-              choices=STORAGE_CLASSES),
-    FieldSpec("multipart_threshold", "objects larger than this move in parallel parts (multipart upload, "
-              "ranged download)", default=16 << 20, check=_size_between(5 << 20, 5 << 30), example="16MiB"),
-    FieldSpec("part_size", "size of each part; grows by itself so an object fits in 10,000 parts",
-              default=8 << 20, check=_size_between(5 << 20, 5 << 30), example="8MiB"),
-    FieldSpec("concurrency", "parts in flight per agent process (git-lfs runs several processes); memory "
-              "in flight is at most concurrency x part_size", default=8, check=_int_between(1, 64)),
-    FieldSpec("stale_upload_days", "unfinished multipart uploads younger than this are resumed, older "
-              "ones aborted (0: always resume)", default=7, check=_int_between(0, 3650)),
-    FieldSpec("head_before_put", "true: ask (HEAD) before every upload, for stores that ignore If-None-Match "
-              "and would otherwise take objects they already have again", default="false",
-              choices=("false", "true")),
-    FieldSpec("ca_bundle", "CA certificates (PEM file) to verify the endpoint's TLS certificate, e.g. a "
-              "private MinIO's", check=_check_text, example="/etc/ssl/minio-ca.pem"),
-    FieldSpec("tls_verify", "false turns TLS certificate checks off for the custom --endpoint-url only "
-              "(never for AWS); prefer --ca-bundle", default="true", choices=("true", "false")),
-    FieldSpec("max_attempts", "attempts per S3 request for transient errors (throttling, 5xx, resets)",
-              default=5, check=_int_between(1, 20)),
-    FieldSpec("timeout", "seconds to wait to connect or for the next bytes of a response",
-              default=60, check=_int_between(1, 3600)),
-    FieldSpec("shared_worker", "true: the agents git-lfs starts hand objects up to multipart_threshold to one "
-              "warm process per repository and configuration (saves ~0.3 s CPU per agent); false: each agent "
-              "moves its own", default="true", choices=("true", "false")),
-    FieldSpec("worker_idle", "seconds the shared worker stays after its last transfer, ready for the next "
-              "git command", default=60, check=_int_between(1, 86400)),
-)
+def setting(help: str, default: Any = None, *, choices: tuple[str, ...] = (),
+            check: Callable[[str], Any] | None = None, example: str = "") -> Any:
+    """A field of a settings dataclass whose rule, default and help live in its metadata."""
+    return dataclasses.field(default=default, metadata={"spec": (help, choices, check, example)})
 
+
+def specs(schema: type) -> tuple[FieldSpec, ...]:
+    """The ``FieldSpec`` of every field of a settings dataclass, in declaration order."""
+    out = []
+    for f in dataclasses.fields(schema):
+        help_, choices, check, example = f.metadata["spec"]
+        out.append(FieldSpec(f.name, help_, f.default, choices, check, example))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The LFS store's settings: the one schema (names, defaults, rules, help) and its typed value.
+
+    Plain Python (no pydantic), so the agent can build and check it before it answers init.
+    Credentials are deliberately absent: boto3's own chain provides them.
+    """
+
+    bucket: str = setting("S3 bucket that holds the LFS objects (required)", "", check=_check_bucket,
+                          example="my-bucket")
+    prefix: str = setting("key prefix for this repository's objects", "", check=_check_prefix, example="my-repo")
+    region: str | None = setting("bucket region; default: the profile's or AWS_REGION", check=_check_region,
+                                 example="eu-west-1")
+    endpoint_url: str | None = setting("S3-compatible endpoint (MinIO, Ceph, R2...); default: AWS",
+                                       check=_check_endpoint, example="https://minio.example.com:9000")
+    profile: str | None = setting("AWS profile (from ~/.aws/config) for credentials", check=_check_text,
+                                  example="work")
+    addressing_style: str = setting("bucket in the host name (virtual) or the path (path)", "auto",
+                                    choices=("auto", "path", "virtual"))
+    checksums: str = setting("when_required: only the checksums S3 demands; for stores that reject boto3's "
+                             "default CRC32 trailers (R2, some MinIO/Ceph)", "when_supported",
+                             choices=("when_supported", "when_required"))
+    sse: str = setting("server-side encryption of uploads", "none", choices=("none", "AES256", "aws:kms"))
+    sse_kms_key_id: str | None = setting("KMS key id or ARN, with --sse aws:kms", check=_check_text,
+                                         example="alias/lfs")
+    storage_class: str | None = setting("storage class of uploads; default: none sent (S3 stores STANDARD)",
+                                        choices=STORAGE_CLASSES)
+    multipart_threshold: int = setting("objects larger than this move in parallel parts (multipart upload, ranged "
+                                       "download)", 16 << 20, check=_size_between(5 << 20, 5 << 30),
+                                       example="16MiB")
+    part_size: int = setting("size of each part; grows by itself so an object fits in 10,000 parts", 8 << 20,
+                             check=_size_between(5 << 20, 5 << 30), example="8MiB")
+    concurrency: int = setting("parts in flight per agent process (git-lfs runs several processes); memory in "
+                               "flight is at most concurrency x part_size", 8, check=_int_between(1, 64))
+    stale_upload_days: int = setting("unfinished multipart uploads younger than this are resumed, older ones "
+                                     "aborted (0: always resume)", 7, check=_int_between(0, 3650))
+    head_before_put: str = setting("true: ask (HEAD) before every upload, for stores that ignore If-None-Match "
+                                   "and would otherwise take objects they already have again", "false",
+                                   choices=("false", "true"))
+    ca_bundle: str | None = setting("CA certificates (PEM file) to verify the endpoint's TLS certificate, e.g. a "
+                                    "private MinIO's", check=_check_text, example="/etc/ssl/minio-ca.pem")
+    tls_verify: str = setting("false turns TLS certificate checks off for the custom --endpoint-url only (never "
+                              "for AWS); prefer --ca-bundle", "true", choices=("true", "false"))
+    max_attempts: int = setting("attempts per S3 request for transient errors (throttling, 5xx, resets), in all",
+                                5, check=_int_between(1, 20))
+    timeout: int = setting("seconds to wait to connect or for the next bytes of a response", 60,
+                           check=_int_between(1, 3600))
+    shared_worker: str = setting("true: the agents git-lfs starts hand objects up to multipart_threshold to one "
+                                 "warm process per repository and configuration (saves ~0.3 s CPU per agent); "
+                                 "false: each agent moves its own", "true", choices=("true", "false"))
+    worker_idle: int = setting("seconds the shared worker stays after its last transfer, ready for the next git "
+                               "command", 60, check=_int_between(1, 86400))
+
+    def describe(self) -> str:
+        """Where the objects live, for messages: ``s3://bucket/prefix at endpoint``."""
+        where = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        return f"{where} at {self.endpoint_url}" if self.endpoint_url else where
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS: tuple[FieldSpec, ...] = specs(Settings)
 FIELDS_BY_NAME = {spec.name: spec for spec in FIELDS}
 
 
@@ -198,7 +240,17 @@ class Resolved:
     sources: dict[str, str]
     repo: gitrepo.RepoPaths | None = None
     lfs_storage: str | None = None
-    problems: list[str] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        """The typed value (ConfigError when no bucket is configured)."""
+        if not self.values.get("bucket"):
+            raise ConfigError(NO_BUCKET)
+        return Settings(**self.values)
+
+
+NO_BUCKET = ("no bucket is configured: run `lfs-s3-agent install --bucket NAME [--prefix PATH]` in this repository "
+             "(or set LFS_S3_BUCKET)")
 
 
 def load(flags: Mapping[str, Any] | None = None, *, cwd: str | os.PathLike[str] | None = None,
@@ -209,16 +261,14 @@ def load(flags: Mapping[str, Any] | None = None, *, cwd: str | os.PathLike[str] 
         repo: gitrepo.RepoPaths | None = gitrepo.repo_paths(cwd)
     except GitError:
         repo = None
-    raw: dict[str, tuple[Any, str]] = {}
     problems: list[str] = []
     lfs_storage = None
+    layers: list[tuple[str, dict[str, Any]]] = []  # lowest precedence first
 
-    # Lowest precedence first; each later source overwrites.
     if repo is not None and repo.toplevel is not None:
-        path = repo.toplevel / SETTINGS_FILE
-        for name, value in read_settings_file(path, problems).items():
-            raw[name] = (value, SETTINGS_FILE)
+        layers.append((SETTINGS_FILE, read_settings_file(repo.toplevel / SETTINGS_FILE, problems)))
     by_git_key = {spec.git_key: spec for spec in FIELDS}
+    from_git: dict[str, tuple[Any, str]] = {}
     pattern = rf"^({re.escape(GIT_SECTION)}\.|lfs\.storage$)"
     for key, value in gitrepo.read_config(pattern, cwd=cwd if repo else None):
         if key == "lfs.storage":
@@ -226,31 +276,19 @@ def load(flags: Mapping[str, Any] | None = None, *, cwd: str | os.PathLike[str] 
         elif key in INTERNAL_GIT_KEYS:
             continue
         elif key in by_git_key:
-            raw[by_git_key[key].name] = (value, f"git config {key}")
+            from_git[by_git_key[key].name] = (value, f"git config {key}")
         else:
-            problems.append(f"unknown setting {key} in git config: remove it with "
-                            f"`git config --unset {key}` (known: {_known(by_git_key)})")
-    for spec in FIELDS:
-        if env.get(spec.env, "") != "":
-            raw[spec.name] = (env[spec.env], f"env {spec.env}")
-    for name, value in (flags or {}).items():
-        if value is not None:
-            raw[name] = (value, f"flag {FIELDS_BY_NAME[name].flag}")
-
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for spec in FIELDS:
-        if spec.name in raw:
-            value, source = raw[spec.name]
-            try:
-                values[spec.name] = spec.normalize(value)
-            except ValueError as exc:
-                problems.append(f"{spec.name} from {source}: {exc}")
-                continue
-            sources[spec.name] = source
-        else:
-            values[spec.name] = spec.default
-            sources[spec.name] = "default"
+            problems.append(f"unknown setting {key} in git config{did_you_mean(key, by_git_key)}: remove it with "
+                            f"`git config --unset {key}`")
+    env_layer = {spec.name: (env[spec.env], f"env {spec.env}") for spec in FIELDS if env.get(spec.env, "") != ""}
+    flag_layer = {name: (value, f"flag {FIELDS_BY_NAME[name].flag}") for name, value in (flags or {}).items()
+                  if value is not None}
+    raw: dict[str, tuple[Any, str]] = {}
+    for source, layer in layers:
+        raw.update({name: (value, source) for name, value in layer.items()})
+    for layer_with_sources in (from_git, env_layer, flag_layer):
+        raw.update(layer_with_sources)
+    values, sources = resolve(FIELDS, raw, problems)
     bucket_invalid = "bucket" in raw and "bucket" not in sources
     problems.extend(cross_field_problems(values, require_bucket=require_bucket and not bucket_invalid))
     if problems:
@@ -258,14 +296,41 @@ def load(flags: Mapping[str, Any] | None = None, *, cwd: str | os.PathLike[str] 
     return Resolved(values=values, sources=sources, repo=repo, lfs_storage=lfs_storage)
 
 
+def resolve(fields: tuple[FieldSpec, ...], raw: Mapping[str, tuple[Any, str]],
+            problems: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each field's normalized value and its source (``default`` when unset); bad values go to ``problems``."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for spec in fields:
+        if spec.name in raw:
+            value, source = raw[spec.name]
+            try:
+                values[spec.name] = spec.normalize(value)
+            except ValueError as exc:
+                problems.append(f"{spec.name} from {source}: {exc}")
+                values[spec.name] = spec.default
+                continue
+            sources[spec.name] = source
+        else:
+            values[spec.name] = spec.default
+            sources[spec.name] = "default"
+    return values, sources
+
+
+def did_you_mean(name: str, known: Mapping[str, Any]) -> str:
+    """`` (did you mean X?)`` for a near miss (``endpoint-url`` for ``endpoint_url``), else a list of names."""
+    normalized = {k.replace("-", "_").lower(): k for k in known}
+    close = difflib.get_close_matches(name.replace("-", "_").lower(), list(normalized), n=1, cutoff=0.75)
+    if close:
+        return f" (did you mean {normalized[close[0]]}?)"
+    return f" (known: {', '.join(sorted(known))})"
+
+
 def cross_field_problems(values: Mapping[str, Any], *, require_bucket: bool = True) -> list[str]:
     """Rules that involve more than one setting (or a required one)."""
     problems = []
     if require_bucket and not values.get("bucket"):
-        problems.append(
-            "no bucket is configured: run `lfs-s3-agent install --bucket NAME [--prefix PATH]` "
-            "in this repository (or set LFS_S3_BUCKET)"
-        )
+        problems.append(NO_BUCKET)
     if values.get("tls_verify") == "false" and not values.get("endpoint_url"):
         problems.append("tls_verify=false applies to a custom endpoint only: set --endpoint-url too "
                         "(TLS checks stay on for AWS)")
@@ -286,16 +351,12 @@ def read_settings_file(path: Path, problems: list[str]) -> dict[str, Any]:
     known = {}
     for name, value in data.items():
         if name not in FIELDS_BY_NAME:
-            problems.append(f"unknown setting {name!r} in {path} (known: {_known(FIELDS_BY_NAME)})")
+            problems.append(f"unknown setting {name!r} in {path}{did_you_mean(name, FIELDS_BY_NAME)}")
         elif isinstance(value, (dict, list)):
             problems.append(f"setting {name!r} in {path} must be a single value")
         else:
             known[name] = value
     return known
-
-
-def _known(names: Mapping[str, Any]) -> str:
-    return ", ".join(sorted(names))
 
 
 def render_settings_file(values: Mapping[str, Any]) -> str:
@@ -315,3 +376,60 @@ def render_settings_file(values: Mapping[str, Any]) -> str:
             escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
             lines.append(f'{spec.name} = "{escaped}"')
     return "\n".join(lines) + "\n"
+
+
+# -- source buckets (linked originals): the same mechanism, a schema of their own ---------------------
+
+SOURCE_SECTION = "lfs-s3-source"
+
+
+def truthy(value: Any) -> bool:
+    """``1``/``true``/``yes``/``on`` (any case): a truthy value, not mere presence."""
+    return str(value if value is not None else "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """How to reach one source bucket of linked objects; per bucket, as sources may differ from the store."""
+
+    region: str | None = setting("the source bucket's region", check=_check_region, example="us-west-2")
+    endpoint_url: str | None = setting("the source's S3-compatible endpoint; default: AWS", check=_check_endpoint,
+                                       example="https://minio.example.com:9000")
+    profile: str | None = setting("AWS profile for the source", check=_check_text, example="data")
+    unsigned: bool = setting("send unsigned requests (public data)", False, check=truthy)
+
+
+SOURCE_FIELDS = specs(SourceSettings)
+#: git config ``lfs-s3-source.<bucket>.<name>`` names of the source settings
+SOURCE_GIT_NAMES = {"region": "region", "endpoint-url": "endpoint_url", "profile": "profile",
+                    "no-sign-request": "unsigned"}
+
+
+def source_settings(bucket: str, *, flags: Mapping[str, Any] | None = None, hints: Mapping[str, Any] | None = None,
+                    cwd: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+                    ) -> SourceSettings:
+    """Flags > git config ``lfs-s3-source.<bucket>.*`` > a link record's hints > ``AWS_NO_SIGN_REQUEST``."""
+    env = os.environ if env is None else env
+    raw: dict[str, tuple[Any, str]] = {}
+    if truthy(env.get("AWS_NO_SIGN_REQUEST")):
+        raw["unsigned"] = ("true", "env AWS_NO_SIGN_REQUEST")
+    for name, value in (hints or {}).items():
+        if value is not None and value is not False:
+            raw[name] = (value, "link record")
+    prefix = f"{SOURCE_SECTION}.{bucket}."
+    try:
+        pairs = gitrepo.read_config(rf"^{re.escape(prefix)}", cwd=cwd)
+    except GitError:
+        pairs = []
+    for key, value in pairs:
+        git_name = SOURCE_GIT_NAMES.get(key[len(prefix):])
+        if git_name:
+            raw[git_name] = (value, f"git config {key}")
+    for name, value in (flags or {}).items():
+        if value is not None and value is not False:
+            raw[name] = (value, "flag")
+    problems: list[str] = []
+    values, _ = resolve(SOURCE_FIELDS, raw, problems)
+    if problems:
+        raise ConfigError(f"source bucket {bucket!r}: " + "; ".join(problems))
+    return SourceSettings(**values)

@@ -17,7 +17,6 @@ reaching one that is going away, and it serves connections already queued.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -32,12 +31,10 @@ from typing import IO, Any
 
 from lfs_s3_agent import rendezvous
 from lfs_s3_agent.errors import Cancelled, LocalFileError
-from lfs_s3_agent.wire import MAX_LINE
+from lfs_s3_agent.protocol import worker as frames
+from lfs_s3_agent.protocol.framing import MAX_LINE
 
 log = logging.getLogger(__name__)
-
-#: How an agent names the temporary file of its next download: ``{"lfsS3Tmp":..,"oid":..,"path":..}``.
-TMP_ANNOUNCEMENT = b'{"lfsS3Tmp"'
 
 _session = threading.local()  # .conn: the Connection whose thread this is
 
@@ -67,15 +64,20 @@ class Connection:
         self.lines.put(b"")
 
     def readline(self, _limit: int = -1) -> bytes:
+        """The next git-lfs request line the agent relayed (b"" at the end); other frames are taken in."""
         while True:
             line = self.lines.get()
-            if not line.startswith(TMP_ANNOUNCEMENT):
-                return line
+            if not line:
+                return b""
             try:
-                note = json.loads(line)
-                self.tmp_paths[str(note["oid"])] = str(note["path"])
-            except (ValueError, KeyError, TypeError):
-                log.error("ignoring a malformed line from an agent: %r", line[:200])
+                frame = frames.decode_to_worker(line)
+            except frames.FrameError as exc:
+                log.error("ignoring a malformed frame from an agent: %s", exc)
+                continue
+            if isinstance(frame, frames.TmpFile):
+                self.tmp_paths[frame.oid] = frame.path
+                continue
+            return frame.line + b"\n"
 
     def open_tmp(self, oid: str) -> tuple[int, str, bool]:
         """The agent's own temporary file for this download (it removes it if it must).
@@ -99,15 +101,19 @@ class Connection:
 
     # -- the output side, as a binary stream for LineWriter ------------------------------------
     def write(self, data: bytes) -> int:
-        with self._send_lock:
-            self.sock.sendall(data)
+        """A git-lfs event line from ``serve()``, sent as an ``Event`` frame (``{"lfs": <event>}``)."""
+        self._send(b'{"lfs":' + data.rstrip(b"\n") + b"}\n")
         return len(data)
 
     def flush(self) -> None:
         pass
 
-    def send(self, message: dict[str, Any]) -> None:
-        self.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+    def send(self, frame: frames.Frame) -> None:
+        self._send(frames.encode(frame))
+
+    def _send(self, data: bytes) -> None:
+        with self._send_lock:
+            self.sock.sendall(data)
 
     def close(self) -> None:
         try:
@@ -125,7 +131,7 @@ class SessionLogHandler(logging.Handler):
         if conn is None:
             return
         with contextlib.suppress(Exception):
-            conn.send({"log": {"level": record.levelno, "message": record.getMessage()}})
+            conn.send(frames.Log(record.levelno, record.getMessage()))
 
 
 class NotSessionFilter(logging.Filter):
@@ -259,25 +265,22 @@ class Worker:
         from lfs_s3_agent import agent
 
         try:
-            hello = json.loads(conn.first_line() or b"{}")
-        except ValueError:
-            hello = {}
-        if not isinstance(hello, dict) or hello.get("hello") != rendezvous.HELLO:
-            conn.send({"error": f"expected greeting {rendezvous.HELLO}"})
+            hello = frames.decode_hello(conn.first_line() or b"{}")
+        except frames.FrameError as exc:
+            conn.send(frames.HelloReply(ok=False, pid=os.getpid(), error=str(exc)))
             return False
-        control = hello.get("control")
-        if control == "status":
-            conn.send(self.status())
+        if hello.control == "status":
+            conn.send(frames.HelloReply(ok=True, pid=os.getpid(), extra=self.status()))
             return False
-        if control == "stop":
-            conn.send({"stopping": True, "pid": os.getpid()})
+        if hello.control == "stop":
+            conn.send(frames.HelloReply(ok=True, pid=os.getpid(), extra={"stopping": True}))
             self.stop_waiters.append(conn)
             self.stop()
             return True
-        if hello.get("key") != self.key:
-            conn.send({"error": "this worker serves another configuration"})
+        if hello.key != self.key:
+            conn.send(frames.HelloReply(ok=False, pid=os.getpid(), error="this worker serves another configuration"))
             return False
-        conn.send({"hello": "ok", "pid": os.getpid()})
+        conn.send(frames.HelloReply(ok=True, pid=os.getpid()))
         with self._lock:
             self.sessions += 1
             self.active += 1
@@ -297,10 +300,8 @@ class Worker:
 
 def run(key: str, flags: dict[str, Any], *, ready: IO[bytes]) -> int:
     """The body of ``lfs-s3-agent worker run``: listen, say ``ready``, serve until idle."""
-    from lfs_s3_agent import gitrepo, settings
+    from lfs_s3_agent import wiring
     from lfs_s3_agent.errors import ConfigError, GitError
-    from lfs_s3_agent.links import LocalLinks, local_links_dir
-    from lfs_s3_agent.store import S3Store
 
     root = logging.getLogger()
     root.addHandler(SessionLogHandler())
@@ -308,8 +309,8 @@ def run(key: str, flags: dict[str, Any], *, ready: IO[bytes]) -> int:
         if not isinstance(handler, SessionLogHandler):
             handler.addFilter(NotSessionFilter())
     try:
-        resolved = settings.load(flags)
-        if rendezvous.key_for(resolved) != key:
+        wired = wiring.build(flags)
+        if rendezvous.key_for(wired.resolved) != key:
             log.error("the configuration changed while this worker started; not serving it")
             return 3
         directory = rendezvous.runtime_dir()
@@ -318,20 +319,17 @@ def run(key: str, flags: dict[str, Any], *, ready: IO[bytes]) -> int:
     except (ConfigError, GitError, rendezvous.RendezvousError) as exc:
         log.error("%s", getattr(exc, "message", exc))
         return 2
-    tmp_dir = links = None
-    if resolved.repo is not None:
-        tmp_dir = gitrepo.lfs_storage_dir(resolved.repo, resolved.lfs_storage) / "tmp"
-        links = LocalLinks(local_links_dir(resolved.repo.common_dir))
-    store = S3Store(resolved.values, links=links)
+    dirs = wired.dirs
+    store = wired.store()
     # Pay for the imports and the client now, once, before any agent waits on them.
-    from lfs_s3_agent import messages  # noqa: F401
+    from lfs_s3_agent.protocol import messages  # noqa: F401
 
     try:
-        store.client  # noqa: B018
+        wired.s3_store().client  # noqa: B018
     except Exception as exc:
         log.warning("S3 client: %s", exc)
-    worker = Worker(key, path, store, tmp_dir, float(resolved.values["worker_idle"]),
-                    str(resolved.repo.common_dir) if resolved.repo else None)
+    worker = Worker(key, path, store, dirs.tmp if dirs else None, float(wired.settings.worker_idle),
+                    str(wired.repo.common_dir) if wired.repo else None)
     worker.listen()
     ready.write(b"ready\n")
     ready.flush()

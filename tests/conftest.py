@@ -17,8 +17,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     for name in list(os.environ):
         if name.startswith(("AWS_", "LFS_S3_", "GIT_")):
             monkeypatch.delenv(name, raising=False)
-    for name, value in TEST_ENV.items():
+    for name, value in TEST_ENV.items():  # includes AWS_EC2_METADATA_DISABLED=true
         monkeypatch.setenv(name, value)
+    assert os.environ["AWS_EC2_METADATA_DISABLED"] == "true"
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config"))

@@ -22,6 +22,8 @@ TEST_ENV = {
     "AWS_SECRET_ACCESS_KEY": "testing-secret",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
+    # botocore must never look for an instance role off 127.0.0.1 (169.254.169.254).
+    "AWS_EC2_METADATA_DISABLED": "true",
 }
 
 

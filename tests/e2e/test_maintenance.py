@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from lfs_s3_agent import maintenance
 from lfs_s3_agent.cli import main
+from lfs_s3_agent.commands import gc as gc_mod
 from tests.e2e.conftest import (
     Git,
     bucket_objects,
@@ -122,9 +122,9 @@ def test_gc_stopped_by_its_request_budget_then_finished_by_a_second_run(
     drop_branch(a, "doomed")
 
     # Delete batches of 2 keys: listing (1) + uploads listing (1) + 2 batches = 4 requests; the last key waits.
-    monkeypatch.setattr(maintenance, "DELETE_BATCH", 2)
+    monkeypatch.setattr(gc_mod, "DELETE_BATCH", 2)
     monkeypatch.chdir(a.path)
-    assert main(["gc", "--force", "--grace", "0", "--max-requests", "4"]) == maintenance.BUDGET_EXIT
+    assert main(["gc", "--force", "--grace", "0", "--max-requests", "4"]) == gc_mod.BUDGET_EXIT
     captured = capsys.readouterr()
     assert "budget reached: deleted 4 of 5" in captured.err and "run again to continue" in captured.err
     assert "S3 requests: 4 (of at most 4)" in captured.out

@@ -89,8 +89,10 @@ def test_the_worker_stays_warm_between_git_commands_and_exits_when_idle(make_clo
     commit_all(a, "two")
     a.run("push", "origin", "HEAD:main")
     statuses = status(a)
-    if statuses:  # not idle for 2 s in between: the same process served both pushes
-        assert statuses[0]["pid"] == first["pid"] and statuses[0]["sessions"] > first["sessions"]
+    if statuses and statuses[0]["pid"] == first["pid"]:  # not idle for 2 s in between: the same process
+        assert statuses[0]["sessions"] > first["sessions"]
+    else:  # on a loaded machine the 2 s passed: the first worker had exited, never two at once
+        assert not _alive(first["pid"]) and len(statuses) <= 1
     wait_until(lambda: not socket_path.exists(), "the idle worker to exit", limit=60)
     wait_until(lambda: not _alive(first["pid"]), "the idle worker process to end", limit=60)
 

@@ -15,8 +15,8 @@ import pytest
 from moto import mock_aws
 
 from lfs_s3_agent.agent import serve
-from lfs_s3_agent.config import Settings
 from lfs_s3_agent.errors import ConfigError
+from lfs_s3_agent.settings import Settings
 from lfs_s3_agent.store import S3Store
 
 BUCKET = "lfs-test"
@@ -53,7 +53,7 @@ class Harness:
         self.s3 = s3
         self.store = S3Store(Settings(bucket=BUCKET, prefix="repo", max_attempts=3))
         self.calls: list[str] = []
-        self.store.client.meta.events.register("before-call.s3.*", self._count)
+        self.store.client.raw.meta.events.register("before-call.s3.*", self._count)
 
     def _count(self, model: Any, **_: Any) -> None:
         self.calls.append(model.name)

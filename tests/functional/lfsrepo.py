@@ -11,8 +11,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from lfs_s3_agent.links import LinkRecord, link_key
+from lfs_s3_agent.links import LinkRecord
 from lfs_s3_agent.pointer import Pointer
+from lfs_s3_agent.s3.keys import link_key
 
 BUCKET = "lfs-test"
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from lfs_s3_agent import copying
 from lfs_s3_agent.cli import main
+from lfs_s3_agent.commands import copy as copying
 from lfs_s3_agent.errors import ConfigError
-from lfs_s3_agent.links import link_key
+from lfs_s3_agent.s3.keys import link_key
 from tests.functional.lfsrepo import BUCKET, LfsRepo, object_key, oid_of
 
 DEST = "lfs-dest"
@@ -51,7 +51,7 @@ def expected_dest(blobs: dict[str, bytes], prefix: str = "mirror") -> set[str]:
 
 def calls_of(client: Any, name: str) -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
-    client.meta.events.register(f"before-parameter-build.s3.{name}", lambda params, **_: seen.append(dict(params)))
+    client.raw.meta.events.register(f"before-parameter-build.s3.{name}", lambda params, **_: seen.append(dict(params)))
     return seen
 
 
@@ -62,7 +62,7 @@ def refuse(client: Any, operation: str, code: str = "AccessDenied", status: int 
                 {"Error": {"Code": code, "Message": "refused by the test"},
                  "ResponseMetadata": {"HTTPStatusCode": status}})
 
-    client.meta.events.register(f"before-call.s3.{operation}", handler)
+    client.raw.meta.events.register(f"before-call.s3.{operation}", handler)
 
 
 def test_copy_server_side_keeps_metadata_then_a_second_run_skips_everything(
@@ -105,7 +105,7 @@ def test_copy_resumes_after_a_crash_and_copies_only_the_rest(repo: LfsRepo, s3: 
                 if len(copies) > 3:
                     raise KeyboardInterrupt  # the process dies: nothing reports, nothing cleans up
 
-            client.meta.events.register("before-call.s3.CopyObject", crash)
+            client.raw.meta.events.register("before-call.s3.CopyObject", crash)
         return client
 
     monkeypatch.setattr(copying, "pooled_client", crashing)
@@ -231,7 +231,7 @@ def test_copy_dry_run_writes_nothing_and_overlaps_are_refused(repo: LfsRepo, s3:
 
 
 def test_install_command_names_what_changed() -> None:
-    from lfs_s3_agent.config import Settings
+    from lfs_s3_agent.settings import Settings
 
     src = Settings(bucket="old", prefix="p", endpoint_url="http://minio:9000")
     dest = copying.destination_settings(src, "new-bucket", "team/p", profile="other", region="eu-west-1",

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from lfs_s3_agent import doctor as doctor_mod
 from lfs_s3_agent.cli import main
-from lfs_s3_agent.config import Settings
-from lfs_s3_agent.doctor import check_identity, doctor
-from lfs_s3_agent.install import install
+from lfs_s3_agent.commands import doctor as doctor_mod
+from lfs_s3_agent.commands.doctor import check_identity, doctor
+from lfs_s3_agent.commands.install import install
+from lfs_s3_agent.settings import Settings
 from tests.functional.lfsrepo import BUCKET
 
 ORDER = ["git", "git-lfs", "install", "settings", "credentials", "bucket", "read/write", "checksums"]
@@ -100,7 +100,7 @@ def _rejects_default_checksums(monkeypatch: pytest.MonkeyPatch) -> None:
                         {"Error": {"Code": "NotImplemented", "Message": "x-amz-checksum-crc32 is not supported"},
                          "ResponseMetadata": {"HTTPStatusCode": 501}})
 
-            made.meta.events.register("before-call.s3.PutObject", refuse)
+            made.raw.meta.events.register("before-call.s3.PutObject", refuse)
         return made
 
     monkeypatch.setattr(doctor_mod, "checksum_client", client)

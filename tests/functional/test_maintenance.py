@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 
-from lfs_s3_agent import maintenance
 from lfs_s3_agent.cli import main
+from lfs_s3_agent.commands import gc as gc_mod
+from lfs_s3_agent.commands.gc import gc, parse_duration, read_keep_from
+from lfs_s3_agent.commands.inventory import du, inventory
+from lfs_s3_agent.commands.verify import verify
 from lfs_s3_agent.errors import ConfigError
-from lfs_s3_agent.links import LocalLinks, link_key, local_links_dir
-from lfs_s3_agent.maintenance import classify, du, gc, inventory, parse_duration, read_keep_from, verify
+from lfs_s3_agent.linked import LocalLinks, local_links_dir
+from lfs_s3_agent.s3.keys import classify, link_key
 from tests.functional.lfsrepo import BUCKET, LfsRepo, object_key, oid_of
 
 
@@ -267,19 +270,19 @@ def test_gc_budget_stops_before_exceeding_then_a_second_run_finishes(repo: LfsRe
     repo.write("a.bin", rnd(10))
     repo.commit("one")
     garbage = {repo.store(rnd(100 + i)) for i in range(5)}
-    monkeypatch.setattr(maintenance, "DELETE_BATCH", 2)
+    monkeypatch.setattr(gc_mod, "DELETE_BATCH", 2)
     calls: list[str] = []
-    real_open = maintenance.open_store
+    real_open = gc_mod.open_store
 
     def counting_open(*args: Any, **kwargs: Any) -> Any:
         ctx = real_open(*args, **kwargs)
-        ctx.store.client.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+        ctx.store.client.raw.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
         return ctx
 
-    monkeypatch.setattr(maintenance, "open_store", counting_open)
+    monkeypatch.setattr(gc_mod, "open_store", counting_open)
     monkeypatch.chdir(repo.path)
     # 1 listing + 1 upload listing + 2 delete batches = 4; the third batch would be the 5th request.
-    assert main(["gc", "--force", "--grace", "0", "--max-requests", "4"]) == maintenance.BUDGET_EXIT
+    assert main(["gc", "--force", "--grace", "0", "--max-requests", "4"]) == gc_mod.BUDGET_EXIT
     captured = capsys.readouterr()
     assert "budget reached: deleted 4 of 5" in captured.err and "run again to continue" in captured.err
     assert len(calls) == 4 and calls.count("DeleteObjects") == 2
@@ -300,7 +303,7 @@ def test_gc_budget_reached_while_listing_deletes_nothing(repo: LfsRepo) -> None:
     repo.store(rnd(100))
     before = repo.all_keys()
     report = gc(cwd=repo.path, force=True, grace="0", max_requests=1, quiet=True)
-    assert report.exit_status == maintenance.BUDGET_EXIT and "while listing" in report.stopped
+    assert report.exit_status == gc_mod.BUDGET_EXIT and "while listing" in report.stopped
     assert repo.all_keys() == before
 
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from lfs_s3_agent import transfer
-from lfs_s3_agent.config import Settings
 from lfs_s3_agent.errors import Code
+from lfs_s3_agent.s3 import transfer
+from lfs_s3_agent.settings import Settings
 from lfs_s3_agent.store import S3Store
 from tests.functional.conftest import BUCKET, INIT_DOWN, INIT_UP, Harness, oid_of
 from tests.functional.test_sessions import TERMINATE, assert_progress_ok, download, upload
@@ -29,7 +29,7 @@ def small_parts(harness: Harness, **overrides: Any) -> S3Store:
     values = {"bucket": BUCKET, "prefix": "repo", "part_size": 5 * MiB, "multipart_threshold": 5 * MiB,
               "concurrency": 2, "max_attempts": 2, "stale_upload_days": 0, **overrides}
     store = S3Store(Settings(**values))
-    store.client.meta.events.register("before-call.s3.*", harness._count)
+    store.client.raw.meta.events.register("before-call.s3.*", harness._count)
     return store
 
 
@@ -58,7 +58,7 @@ class Concurrency:
 
 def test_multipart_upload_sends_checked_parts_and_records_the_oid(harness: Harness) -> None:
     store = small_parts(harness, concurrency=2)
-    parts = Concurrency(store.client, "upload_part")
+    parts = Concurrency(store.client.raw, "upload_part")
     s = harness.run(INIT_UP, upload(OID, len(DATA), harness.file("big", DATA)), TERMINATE, store=store)
     assert s.completes() == [{"event": "complete", "oid": OID}]
     assert parts.calls == 3 and parts.peak <= 2
@@ -73,7 +73,7 @@ def test_multipart_upload_sends_checked_parts_and_records_the_oid(harness: Harne
 def test_each_part_carries_its_sha256(harness: Harness) -> None:
     store = small_parts(harness)
     sent: list[dict[str, str]] = []
-    store.client.meta.events.register(
+    store.client.raw.meta.events.register(
         "before-send.s3.UploadPart",
         lambda request, **_: sent.append({k.lower(): v for k, v in request.headers.items()}))
     harness.run(INIT_UP, upload(OID, len(DATA), harness.file("big", DATA)), TERMINATE, store=store)
@@ -90,7 +90,7 @@ def test_each_part_carries_its_sha256(harness: Harness) -> None:
 
 def kill_after(store: S3Store, good_parts: int) -> None:
     """Make upload_part fail from part ``good_parts + 1`` on, as if the agent died there."""
-    real = store.client.upload_part
+    real = store.client.raw.upload_part
 
     def flaky(**kwargs: Any) -> Any:
         if kwargs["PartNumber"] > good_parts:
@@ -98,7 +98,7 @@ def kill_after(store: S3Store, good_parts: int) -> None:
                                "ResponseMetadata": {"HTTPStatusCode": 403}}, "UploadPart")
         return real(**kwargs)
 
-    store.client.upload_part = flaky
+    store.client.raw.upload_part = flaky
 
 
 def test_resume_sends_only_the_missing_parts(harness: Harness) -> None:
@@ -110,7 +110,7 @@ def test_resume_sends_only_the_missing_parts(harness: Harness) -> None:
     assert len(harness.s3.list_multipart_uploads(Bucket=BUCKET)["Uploads"]) == 1  # left for resume
 
     second = small_parts(harness)
-    parts = Concurrency(second.client, "upload_part")
+    parts = Concurrency(second.client.raw, "upload_part")
     s = harness.run(INIT_UP, upload(OID, len(DATA), path), TERMINATE, store=second)
     assert s.completes() == [{"event": "complete", "oid": OID}]
     assert parts.calls == 1  # parts 1 and 2 were reused
@@ -129,7 +129,7 @@ def test_resume_resends_a_part_whose_bytes_do_not_match(harness: Harness) -> Non
     harness.s3.upload_part(Bucket=BUCKET, Key=pending["Key"], UploadId=pending["UploadId"], PartNumber=1,
                            Body=os.urandom(5 * MiB))  # same size, other bytes
     second = small_parts(harness)
-    parts = Concurrency(second.client, "upload_part")
+    parts = Concurrency(second.client.raw, "upload_part")
     s = harness.run(INIT_UP, upload(OID, len(DATA), path), TERMINATE, store=second)
     assert s.completes() == [{"event": "complete", "oid": OID}]
     assert parts.calls == 2  # part 1 (wrong bytes) and part 3 (missing)
@@ -149,7 +149,7 @@ def test_stale_unfinished_upload_is_aborted_not_resumed(harness: Harness, monkey
         return initiated + 2 * 86400
 
     monkeypatch.setattr(transfer.time, "time", two_days_later)
-    parts = Concurrency(second.client, "upload_part")
+    parts = Concurrency(second.client.raw, "upload_part")
     s = harness.run(INIT_UP, upload(OID, len(DATA), path), TERMINATE, store=second)
     assert s.completes() == [{"event": "complete", "oid": OID}]
     assert parts.calls == 3
@@ -173,7 +173,7 @@ def test_ranged_download_at_odd_sizes(harness: Harness, size: int) -> None:
     data = DATA[:size] if size <= len(DATA) else DATA + os.urandom(size - len(DATA))
     oid = harness.put(data)
     store = small_parts(harness, concurrency=2)
-    gets = Concurrency(store.client, "get_object")
+    gets = Concurrency(store.client.raw, "get_object")
     seen: list[dict[str, Any]] = []
     real = gets.real
 
@@ -215,7 +215,7 @@ def test_fresh_unfinished_upload_is_resumed_not_aborted(harness: Harness, monkey
     initiated = pending["Initiated"].timestamp()
     monkeypatch.setattr(transfer.time, "time", lambda: initiated + 3600)  # an hour old, within 7 days
     second = small_parts(harness, stale_upload_days=7)
-    parts = Concurrency(second.client, "upload_part")
+    parts = Concurrency(second.client.raw, "upload_part")
     s = harness.run(INIT_UP, upload(OID, len(DATA), path), TERMINATE, store=second)
     assert s.completes() == [{"event": "complete", "oid": OID}]
     assert parts.calls == 2 and "AbortMultipartUpload" not in s.calls
@@ -224,14 +224,14 @@ def test_fresh_unfinished_upload_is_resumed_not_aborted(harness: Harness, monkey
 def test_upload_completed_by_a_concurrent_push_is_success(harness: Harness) -> None:
     """Two pushes of one oid: the other finishes first; ours sees NoSuchUpload and finds the object stored."""
     store = small_parts(harness)
-    real_complete = store.client.complete_multipart_upload
+    real_complete = store.client.raw.complete_multipart_upload
 
     def other_push_wins(**kwargs: Any) -> Any:
         real_complete(**kwargs)  # the other push completes this very upload...
         raise ClientError({"Error": {"Code": "NoSuchUpload", "Message": "gone"},  # ...so ours is told it's gone
                            "ResponseMetadata": {"HTTPStatusCode": 404}}, "CompleteMultipartUpload")
 
-    store.client.complete_multipart_upload = other_push_wins
+    store.client.raw.complete_multipart_upload = other_push_wins
     s = harness.run(INIT_UP, upload(OID, len(DATA), harness.file("big", DATA)), TERMINATE, store=store)
     assert s.completes() == [{"event": "complete", "oid": OID}]
     assert harness.s3.get_object(Bucket=BUCKET, Key=store.key(OID))["Body"].read() == DATA
@@ -240,13 +240,13 @@ def test_upload_completed_by_a_concurrent_push_is_success(harness: Harness) -> N
 def test_object_stored_by_a_concurrent_push_is_not_overwritten(harness: Harness) -> None:
     """If-None-Match: the second writer of an oid gets 412 and accepts the first writer's object."""
     store = small_parts(harness)
-    real_create = store.client.create_multipart_upload
+    real_create = store.client.raw.create_multipart_upload
 
     def other_push_stores_first(**kwargs: Any) -> Any:
         harness.s3.put_object(Bucket=BUCKET, Key=store.key(OID), Body=DATA, Metadata={"sha256": OID})
         return real_create(**kwargs)
 
-    store.client.create_multipart_upload = other_push_stores_first
+    store.client.raw.create_multipart_upload = other_push_stores_first
     s = harness.run(INIT_UP, upload(OID, len(DATA), harness.file("big", DATA)), TERMINATE, store=store)
     assert s.completes() == [{"event": "complete", "oid": OID}]
     assert "Uploads" not in harness.s3.list_multipart_uploads(Bucket=BUCKET)  # ours was aborted

@@ -82,23 +82,104 @@ def test_loop_survives_anything(lines: list[str], tmp_path: Path) -> None:
     assert all(isinstance(r, dict) for r in replies)
 
     # Every request that carries a string oid gets exactly one complete, until terminate.
+    completes = [r["oid"] for r in replies if r.get("event") == "complete"]
+    assert sorted(completes) == sorted(expected_completes(text))
+    # Nothing outside lfs/tmp was written, whatever the oid said.
+    written = {p for p in tmp_path.rglob("*") if p.is_file()} - {upload_file}
+    assert all((tmp_path / "lfs" / "tmp") in p.parents for p in written)
+
+
+# -- hostile lines: deep nesting, huge numbers, bad UTF-8, endless lines, imitations of worker frames -------
+
+HOSTILE = st.sampled_from([
+    "[" * 200_000,
+    '{"event":"upload","oid":"' + "a" * 64 + '","size":' + "9" * 5000 + "}",
+    "9" * 5000,
+    '{"a":' * 50_000 + "1" + "}" * 50_000,
+    "\udcff\udcfe not utf-8",
+    '{"lfsS3Tmp":1,"oid":"' + "1" * 64 + '","path":"/tmp/x"}',
+    '{"lfs":"{\\"event\\":\\"terminate\\"}"}',
+    '{"tmp":{"oid":"' + "1" * 64 + '","path":"/etc/passwd"}}',
+    '{"hello":"lfs-s3-agent-worker/2","control":"stop"}',
+    '{"log":{"level":50,"message":"x"}}',
+])
+
+
+def expected_completes(text: str) -> list[str]:
+    """The oids git-lfs would be answered for: each request line with a string oid, until terminate."""
     expected = []
     for line in text.splitlines():
         try:
             raw = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if not isinstance(raw, dict):
             continue
         event = raw.get("event")
         if event == "terminate":
             break
-        if event == "init":
-            continue
-        if isinstance(raw.get("oid"), str) and raw.get("oid"):
+        if event != "init" and isinstance(raw.get("oid"), str) and raw.get("oid"):
             expected.append(raw["oid"])
-    completes = [r["oid"] for r in replies if r.get("event") == "complete"]
-    assert sorted(completes) == sorted(expected)
-    # Nothing outside lfs/tmp was written, whatever the oid said.
-    written = {p for p in tmp_path.rglob("*") if p.is_file()} - {upload_file}
-    assert all((tmp_path / "lfs" / "tmp") in p.parents for p in written)
+    return expected
+
+
+def run_session(lines: list[str], tmp_path: Path, delegate: Any = None) -> tuple[list[dict[str, Any]], str]:
+    upload_file = tmp_path / "object"
+    upload_file.write_bytes(b"")
+    init = json.dumps({"event": "init", "operation": "upload", "concurrent": True, "concurrenttransfers": 3})
+    text = "\n".join([init, *(line.replace('"__FILE__"', json.dumps(str(upload_file))) for line in lines)]) + "\n"
+    out = io.BytesIO()
+    status = serve(io.BytesIO(text.encode("utf-8", "surrogateescape")), out, StubStore(tmp_path),
+                   tmp_dir=tmp_path / "lfs" / "tmp", progress_interval=0, delegate=delegate)
+    assert status == 0
+    replies = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert all(isinstance(r, dict) for r in replies)
+    return replies, text
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.one_of(LINE, HOSTILE), max_size=12))
+def test_loop_survives_hostile_lines(lines: list[str], tmp_path: Path) -> None:
+    replies, text = run_session(lines, tmp_path)
+    assert sorted(r["oid"] for r in replies if r.get("event") == "complete") == sorted(expected_completes(text))
+
+
+def test_an_endless_line_is_dropped_and_the_loop_goes_on(tmp_path: Path) -> None:
+    oid = hashlib.sha256(b"x" * 3).hexdigest()
+    endless = '{"event":"download","oid":"' + oid + '","size":3,"pad":"' + "p" * (2 << 20) + '"}'
+    replies, _ = run_session([endless, json.dumps(request("download", oid, 3, None))], tmp_path)
+    assert [r.get("error") for r in replies if r.get("event") == "complete"] == [None]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.one_of(LINE, HOSTILE), max_size=10))
+def test_with_the_shared_worker_on_no_line_can_pass_for_a_worker_frame(lines: list[str], tmp_path: Path) -> None:
+    """The same property through a real relay and worker: every request answered once, nothing hangs."""
+    import tempfile
+
+    from lfs_s3_agent import rendezvous
+    from lfs_s3_agent.relay import WorkerRelay
+    from lfs_s3_agent.worker import Worker
+
+    with tempfile.TemporaryDirectory(prefix="fz-", dir="/tmp") as d:
+        path = Path(d) / "w.sock"
+        worker = Worker("k" * 64, path, StubStore(tmp_path), tmp_path / "lfs" / "tmp", idle=3600, repo="r")
+        worker.listen()
+        import threading
+
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        try:
+            def connect() -> Any:
+                sock = rendezvous.try_connect(path)
+                assert sock is not None
+                return sock, "k" * 64
+
+            relay = WorkerRelay(connect, max_size=1 << 30, tmp_dir=tmp_path / "lfs" / "tmp")
+            replies, text = run_session(lines, tmp_path, delegate=relay)
+            relay.close()
+        finally:
+            worker.stop()
+            thread.join(timeout=60)
+        assert not thread.is_alive()
+    assert sorted(r["oid"] for r in replies if r.get("event") == "complete") == sorted(expected_completes(text))

@@ -8,6 +8,7 @@ from typing import Any
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from lfs_s3_agent.errors import Code, ConfigError
+from lfs_s3_agent.s3.client import ClientSpec, S3Client
 from lfs_s3_agent.store import S3Store
 from tests.functional.conftest import BUCKET, INIT_DOWN, INIT_UP, Harness, oid_of
 
@@ -208,7 +209,7 @@ class FlakyBody:
 
 def test_interrupted_download_resumes_with_a_pinned_range(harness: Harness) -> None:
     harness.put(DATA)
-    real_get = harness.store.client.get_object
+    real_get = harness.store.client.raw.get_object
     seen: list[dict[str, Any]] = []
 
     def flaky_get(**kwargs: Any) -> Any:
@@ -218,7 +219,7 @@ def test_interrupted_download_resumes_with_a_pinned_range(harness: Harness) -> N
             resp["Body"] = FlakyBody(resp["Body"].read(), cut=300_000)
         return resp
 
-    harness.store.client.get_object = flaky_get  # type: ignore[method-assign]
+    harness.store.client.raw.get_object = flaky_get  # type: ignore[method-assign]
     s = harness.run(INIT_DOWN, download(OID, len(DATA)), TERMINATE)
     (complete,) = s.completes()
     assert "error" not in complete
@@ -255,7 +256,7 @@ def test_head_403_is_an_error_not_absent(harness: Harness) -> None:
     for code, expected in (("InvalidAccessKeyId", Code.CREDENTIALS), ("AccessDenied", Code.ACCESS_DENIED)):
         store = S3Store(harness.store.settings)
         fake = Forbidden(code)
-        store._client = fake
+        store._client = S3Client(fake, ClientSpec.for_store(store.settings))
         s = harness.run(INIT_UP, upload(OID, len(DATA), harness.file("a", DATA)), TERMINATE, store=store)
         assert s.completes()[0]["error"]["code"] == expected
         assert fake.calls == ["put", "head", "list"]
@@ -271,11 +272,11 @@ def test_same_size_object_recorded_as_another_oid_is_replaced(harness: Harness) 
 
 
 def test_head_before_put_asks_first_for_stores_without_conditional_writes(harness: Harness) -> None:
-    from lfs_s3_agent.config import Settings
+    from lfs_s3_agent.settings import Settings
     from lfs_s3_agent.store import S3Store
 
     store = S3Store(Settings(bucket=BUCKET, prefix="repo", head_before_put="true"))
-    store.client.meta.events.register("before-call.s3.*", harness._count)
+    store.client.raw.meta.events.register("before-call.s3.*", harness._count)
     harness.put(DATA)
     s = harness.run(INIT_UP, upload(OID, len(DATA), harness.file("a", DATA)), TERMINATE, store=store)
     assert s.completes() == [{"event": "complete", "oid": OID}]

@@ -21,6 +21,7 @@ import pytest
 
 from lfs_s3_agent import rendezvous
 from lfs_s3_agent.agent import serve
+from lfs_s3_agent.protocol import worker as frames
 from lfs_s3_agent.relay import WorkerRelay
 from lfs_s3_agent.worker import Worker
 from tests.functional.conftest import BUCKET, INIT_DOWN, INIT_UP, Harness, Session, oid_of
@@ -162,16 +163,18 @@ class FakeWorker:
         conn, _ = self.listener.accept()
         with conn, conn.makefile("rb") as stream:
             self.received.append(json.loads(stream.readline()))  # hello
-            conn.sendall(b'{"hello":"ok","pid":1}\n')
-            self.received.append(json.loads(stream.readline()))  # init
-            conn.sendall(b"{}\n")
+            conn.sendall(frames.encode(frames.HelloReply(ok=True, pid=1)))
+            self.received.append(json.loads(frames.decode_to_worker(stream.readline()).line))  # type: ignore[union-attr]
+            conn.sendall(frames.encode(frames.Event({})))
             while True:
-                line = json.loads(stream.readline())
+                frame = frames.decode_to_worker(stream.readline())
+                line = json.loads(frame.line) if isinstance(frame, frames.Request) else {"tmp": frame.__dict__}
                 self.received.append(line)
                 if line.get("event") in ("upload", "download"):
                     break
             for event in self.events:
-                conn.sendall(json.dumps(event).encode() + b"\n")
+                frame = frames.Log(**event["log"]) if "log" in event else frames.Event(event)
+                conn.sendall(frames.encode(frame))
         self.listener.close()
 
 
@@ -185,7 +188,7 @@ def test_a_worker_dying_mid_object_is_finished_by_the_agent_with_monotonic_progr
     relay = relay_to(sock_dir / "w.sock", harness.tmp_dir)
     s = run(harness, relay, INIT_UP, upload(SMALL, harness.file("s", SMALL)), {"event": "terminate"})
     fake.thread.join(timeout=30)
-    assert [m["hello"] for m in fake.received[:1]] == [rendezvous.HELLO]
+    assert [m["hello"] for m in fake.received[:1]] == [frames.HELLO]
     assert fake.received[1]["event"] == "init" and fake.received[2]["event"] == "upload"
     assert [c.get("error") for c in s.completes()] == [None]  # one complete, from the agent
     assert_progress_monotonic(s, oid, len(SMALL))
@@ -201,7 +204,7 @@ def test_a_worker_dying_mid_download_leaves_no_temp_file_and_the_agent_downloads
     relay = relay_to(sock_dir / "w.sock", harness.tmp_dir)
     s = run(harness, relay, INIT_DOWN, download(SMALL), {"event": "terminate"})
     fake.thread.join(timeout=30)
-    announced = [m for m in fake.received if "lfsS3Tmp" in m]
+    announced = [m["tmp"] for m in fake.received if "tmp" in m]
     assert len(announced) == 1 and announced[0]["oid"] == oid
     (complete,) = s.completes()
     assert complete.get("error") is None and Path(complete["path"]).read_bytes() == SMALL
@@ -248,14 +251,16 @@ def test_an_agent_disconnecting_mid_transfer_cancels_it(harness: Harness, sock_d
         sock = rendezvous.try_connect(worker.path)
         assert sock is not None
         stream = sock.makefile("rb")
-        rendezvous.send_line(sock, {"hello": rendezvous.HELLO, "key": KEY})
-        assert json.loads(stream.readline())["hello"] == "ok"
-        rendezvous.send_line(sock, INIT_DOWN)
-        assert json.loads(stream.readline()) == {}
-        rendezvous.send_line(sock, {"lfsS3Tmp": 1, "oid": "1" * 64, "path": str(tmp)})
-        rendezvous.send_line(sock, {"event": "download", "oid": "1" * 64, "size": 2})
+        sock.sendall(frames.encode(frames.Hello(key=KEY)))
+        assert frames.decode_reply(stream.readline()).ok
+        sock.sendall(frames.encode(frames.Request(json.dumps(INIT_DOWN).encode())))
+        assert frames.decode_to_agent(stream.readline()) == frames.Event({})
+        sock.sendall(frames.encode(frames.TmpFile("1" * 64, str(tmp))))
+        sock.sendall(frames.encode(frames.Request(json.dumps({"event": "download", "oid": "1" * 64,
+                                                              "size": 2}).encode())))
         assert store.first_bytes.wait(timeout=60)
-        assert json.loads(stream.readline())["event"] == "progress"
+        event = frames.decode_to_agent(stream.readline())
+        assert isinstance(event, frames.Event) and event.message["event"] == "progress"
         stream.close()
         sock.close()  # git-lfs killed the agent
         status_before = worker.status()

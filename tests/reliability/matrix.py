@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from lfs_s3_agent.agent import serve
-from lfs_s3_agent.config import Settings
-from lfs_s3_agent.store import S3Store, object_key
+from lfs_s3_agent.s3.keys import object_key
+from lfs_s3_agent.settings import Settings
+from lfs_s3_agent.store import S3Store
 from tests.faultproxy import Fault, FaultProxy
 from tests.s3server import MotoServer
 

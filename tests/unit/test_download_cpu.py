@@ -8,7 +8,6 @@ calls, buffers, connections and bytes, never time.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
 import os
@@ -24,11 +23,12 @@ from typing import Any
 import pytest
 from botocore.response import StreamingBody
 
-from lfs_s3_agent import transfer
-from lfs_s3_agent.config import Settings
 from lfs_s3_agent.errors import Code, IntegrityError, StoreError
-from lfs_s3_agent.store import make_client, translate
-from lfs_s3_agent.transfer import PartPlan, ranged_download
+from lfs_s3_agent.s3 import retry, transfer
+from lfs_s3_agent.s3.client import ClientSpec, make_client
+from lfs_s3_agent.s3.errors import translate
+from lfs_s3_agent.s3.transfer import PartPlan, ranged_download
+from lfs_s3_agent.settings import Settings
 
 KiB = 1 << 10
 PART = 1 << 20  # PartPlan rounds parts up to whole MiB
@@ -126,14 +126,14 @@ class Counted:
 
 
 def download(s3: FakeS3, tmp_path: Path, *, concurrency: int = 3, timeout: int = 60) -> tuple[str, bytes, Counted]:
-    client = make_client(Settings(bucket="b", endpoint_url=f"http://127.0.0.1:{s3.server_address[1]}",
-                                  region="us-east-1", max_attempts=3, timeout=timeout))
+    client = make_client(ClientSpec.for_store(Settings(bucket="b", endpoint_url=f"http://127.0.0.1:{s3.server_address[1]}",
+                                  region="us-east-1", max_attempts=3, timeout=timeout)))
     progress = Counted()
     path = tmp_path / "out"
     with open(path, "wb") as fh:
         digest = ranged_download(client, bucket="b", key="k", fd=fh.fileno(),
                                  plan=PartPlan.make(len(s3.data), PART, concurrency, minimum=1),
-                                 progress=progress, translate=functools.partial(translate, bucket="b", key="k"),
+                                 progress=progress,
                                  max_attempts=3)
     return digest, path.read_bytes(), progress
 
@@ -141,7 +141,7 @@ def download(s3: FakeS3, tmp_path: Path, *, concurrency: int = 3, timeout: int =
 @pytest.fixture(autouse=True)
 def _quick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(transfer, "CHUNK", 64 * KiB)  # several reads and writes per range
-    monkeypatch.setattr(transfer, "backoff", lambda attempt: 0.0)
+    monkeypatch.setattr(retry, "backoff", lambda attempt: 0.0)
 
 
 @pytest.fixture
@@ -224,8 +224,8 @@ def test_a_stalled_range_times_out_and_is_fetched_again(s3: FakeS3, tmp_path: Pa
 
 def test_errors_raised_while_reading_are_botocores(s3: FakeS3, tmp_path: Path) -> None:
     s3.faults = {0: "cut"}
-    client = make_client(Settings(bucket="b", endpoint_url=f"http://127.0.0.1:{s3.server_address[1]}",
-                                  region="us-east-1"))
+    client = make_client(ClientSpec.for_store(Settings(bucket="b", endpoint_url=f"http://127.0.0.1:{s3.server_address[1]}",
+                                  region="us-east-1")))
     from botocore.exceptions import ResponseStreamingError
 
     body = client.get_object(Bucket="b", Key="k", Range=f"bytes=0-{PART - 1}")["Body"]

@@ -1,7 +1,7 @@
 import pytest
 
 from lfs_s3_agent.errors import BadRequest, Code
-from lfs_s3_agent.messages import (
+from lfs_s3_agent.protocol.messages import (
     CompleteEvent,
     DownloadRequest,
     ProgressEvent,

@@ -1,12 +1,12 @@
+import dataclasses
 import subprocess
-import typing
 from pathlib import Path
 
 import pytest
 
 from lfs_s3_agent import settings
-from lfs_s3_agent.config import Settings
 from lfs_s3_agent.errors import ConfigError
+from lfs_s3_agent.settings import Settings
 
 
 def git_config(repo: Path, key: str, value: str) -> None:
@@ -103,16 +103,17 @@ def test_outside_a_repo_env_still_works(tmp_path: Path) -> None:
     assert resolved.repo is None and resolved.values["bucket"] == "abc"
 
 
-def test_pydantic_model_matches_field_table() -> None:
-    fields = Settings.model_fields
-    assert set(fields) - {"sources"} == set(settings.FIELDS_BY_NAME)
+def test_one_schema_every_source_derives_from() -> None:
+    """Names, defaults, rules and help live once, on the Settings dataclass; FIELDS is derived from it."""
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    assert list(fields) == [spec.name for spec in settings.FIELDS]
     for spec in settings.FIELDS:
-        if spec.choices:
-            args = [a for a in typing.get_args(fields[spec.name].annotation) if a is not type(None)]
-            literal = typing.get_args(args[0]) if len(args) == 1 else tuple(args)
-            assert tuple(literal) == spec.choices, spec.name
-        if spec.default is not None:
-            assert fields[spec.name].default == spec.default, spec.name
+        assert spec.help, spec.name
+        assert fields[spec.name].default == spec.default, spec.name
+        assert spec.env == "LFS_S3_" + spec.name.upper() and spec.flag == "--" + spec.name.replace("_", "-")
+    resolved = settings.load({"bucket": "abc"}, env={})
+    assert resolved.settings == Settings(**resolved.values)
+    assert resolved.settings.replace(prefix="p").prefix == "p"
 
 
 @pytest.mark.parametrize(("text", "expected"), [("8MiB", 8 << 20), ("64M", 64 << 20), ("1.5GiB", 3 << 29),
@@ -129,14 +130,14 @@ def test_size_settings_are_range_checked(repo_dir: Path) -> None:
 
 
 def test_tls_checks_can_only_be_turned_off_for_a_custom_endpoint(repo_dir: Path) -> None:
-    from lfs_s3_agent.store import make_client
+    from lfs_s3_agent.s3.client import ClientSpec, make_client
 
     with pytest.raises(ConfigError, match="custom endpoint only"):
         settings.load({"bucket": "abc", "tls_verify": "false"}, cwd=repo_dir, env={})
-    default = make_client(Settings(bucket="abc", endpoint_url="https://minio.internal:9000"))
-    assert default._endpoint.http_session._verify is not False
-    off = Settings.load({"bucket": "abc", "tls_verify": "false", "endpoint_url": "https://minio.internal:9000"},
-                        cwd=repo_dir, env={})
-    assert make_client(off)._endpoint.http_session._verify is False
+    default = make_client(ClientSpec.for_store(Settings(bucket="abc", endpoint_url="https://minio.internal:9000")))
+    assert default.raw._endpoint.http_session._verify is not False
+    off = settings.load({"bucket": "abc", "tls_verify": "false", "endpoint_url": "https://minio.internal:9000"},
+                        cwd=repo_dir, env={}).settings
+    assert make_client(ClientSpec.for_store(off)).raw._endpoint.http_session._verify is False
     bundle = Settings(bucket="abc", ca_bundle="/etc/ssl/private-ca.pem")
-    assert make_client(bundle)._endpoint.http_session._verify == "/etc/ssl/private-ca.pem"
+    assert make_client(ClientSpec.for_store(bundle)).raw._endpoint.http_session._verify == "/etc/ssl/private-ca.pem"

@@ -2,7 +2,8 @@ import pytest
 from botocore import exceptions as bce
 
 from lfs_s3_agent.errors import Code
-from lfs_s3_agent.store import checksum_of, object_key, translate
+from lfs_s3_agent.s3.errors import translate
+from lfs_s3_agent.s3.keys import checksum_of, object_key
 
 OID = "0123456789abcdef" * 4
 

@@ -5,7 +5,7 @@ import pytest
 
 from lfs_s3_agent.errors import IntegrityError
 from lfs_s3_agent.progress import ProgressReporter
-from lfs_s3_agent.transfer import HashingReader
+from lfs_s3_agent.s3.transfer import HashingReader
 
 DATA = bytes(range(256)) * 100
 OID = hashlib.sha256(DATA).hexdigest()
@@ -59,7 +59,7 @@ MiB = 1 << 20
 
 
 def test_part_plan_fits_any_object_up_to_5_tib_in_10000_parts() -> None:
-    from lfs_s3_agent.transfer import MAX_OBJECT, MAX_PARTS, PartPlan
+    from lfs_s3_agent.s3.transfer import MAX_OBJECT, MAX_PARTS, PartPlan
 
     for size in (1, 5 * MiB, 80 * 1024 * MiB, 1 << 40, MAX_OBJECT):
         plan = PartPlan.make(size, 8 * MiB, 8)
@@ -74,7 +74,7 @@ def test_part_plan_fits_any_object_up_to_5_tib_in_10000_parts() -> None:
 
 
 def test_part_plan_numbers_and_offsets() -> None:
-    from lfs_s3_agent.transfer import PartPlan
+    from lfs_s3_agent.s3.transfer import PartPlan
 
     plan = PartPlan.make(12 * MiB + 7, 5 * MiB, 4)
     assert plan.parts() == [(1, 0, 5 * MiB), (2, 5 * MiB, 5 * MiB), (3, 10 * MiB, 2 * MiB + 7)]
@@ -82,7 +82,7 @@ def test_part_plan_numbers_and_offsets() -> None:
 
 def test_part_plan_refuses_more_than_5_tib() -> None:
     from lfs_s3_agent.errors import AgentError, Code
-    from lfs_s3_agent.transfer import MAX_OBJECT, PartPlan
+    from lfs_s3_agent.s3.transfer import MAX_OBJECT, PartPlan
 
     with pytest.raises(AgentError, match="5 TiB") as info:
         PartPlan.make(MAX_OBJECT + 1, 8 * MiB, 8)
@@ -90,7 +90,7 @@ def test_part_plan_refuses_more_than_5_tib() -> None:
 
 
 def test_part_body_counts_progress_once_across_resends() -> None:
-    from lfs_s3_agent.transfer import PartBody
+    from lfs_s3_agent.s3.transfer import PartBody
 
     events: list[tuple[int, int]] = []
     progress = ProgressReporter(10, lambda a, b: events.append((a, b)), interval=0)

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from lfs_s3_agent.errors import BadRequest
-from lfs_s3_agent.wire import LineReader, LineWriter, decode_line
+from lfs_s3_agent.protocol.framing import LineReader, LineWriter, decode_line
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 Requests are validated strictly (an oid is 64 lowercase hex digits, a size is a
 non-negative integer, not a string or a bool) and failures become ``BadRequest``
 with a short, field-by-field message. The init handshake is not here: it is
-answered with the standard library alone (see ``agent.InitRequest``) because
+answered with the standard library alone (see ``protocol.lfs``) because
 git-lfs waits for each spawned agent's init reply in turn, and importing
 pydantic costs about 100 ms.
 """

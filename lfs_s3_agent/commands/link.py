@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -22,22 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from lfs_s3_agent import gitrepo, settings
+from lfs_s3_agent.commands.common import plural
 from lfs_s3_agent.console import Progress, human_bytes
 from lfs_s3_agent.errors import AgentError, Code, ConfigError, IntegrityError, LocalFileError
-from lfs_s3_agent.links import (
-    LinkRecord,
-    LocalLinks,
-    SourceSettings,
-    full_object_sha256,
-    local_links_dir,
-    make_source_client,
-    source_settings,
-)
+from lfs_s3_agent.lfsdirs import LfsDirs, download_into_objects
+from lfs_s3_agent.linked import LocalLinks, SourceClients, local_links_dir
+from lfs_s3_agent.links import LinkRecord, full_object_sha256
 from lfs_s3_agent.pointer import MAX_POINTER_SIZE, Pointer
 from lfs_s3_agent.progress import ProgressReporter
+from lfs_s3_agent.s3.client import S3Client
+from lfs_s3_agent.s3.errors import translate
+from lfs_s3_agent.s3.retry import Attempts
+from lfs_s3_agent.s3.transfer import Knobs, fetch, paginate, stream_download
 from lfs_s3_agent.s3glob import S3Pattern
-from lfs_s3_agent.store import translate
-from lfs_s3_agent.transfer import Knobs, fetch
+from lfs_s3_agent.settings import SourceSettings, source_settings
 
 COPY_LIMIT = 5 * 1000**3  #: CopyObject's largest source (5 GB)
 
@@ -67,22 +66,19 @@ class Source:
 class Sources:
     """Clients for source buckets, each with its own settings, made once."""
 
-    def __init__(self, flags: Mapping[str, Any], knobs: Knobs, timeout: int, cwd: str | os.PathLike[str] | None,
-                 when_required: bool = False) -> None:
+    def __init__(self, flags: Mapping[str, Any], store: settings.Settings, cwd: str | os.PathLike[str] | None,
+                 jobs: int = 16) -> None:
         self.flags = flags
-        self.knobs = knobs
-        self.timeout = timeout
+        self.knobs = Knobs.of(store)
         self.cwd = cwd
-        self.when_required = when_required
-        self._clients: dict[str, tuple[SourceSettings, Any]] = {}
+        self.clients = SourceClients(store, pool=max(10, jobs))
+        self._sources: dict[str, SourceSettings] = {}
 
-    def get(self, bucket: str) -> tuple[SourceSettings, Any]:
-        if bucket not in self._clients:
-            source = source_settings(bucket, flags=self.flags, cwd=self.cwd)
-            client = make_source_client(source, max_attempts=self.knobs.max_attempts, timeout=self.timeout,
-                                        checksums_when_required=self.when_required)
-            self._clients[bucket] = (source, client)
-        return self._clients[bucket]
+    def get(self, bucket: str) -> tuple[SourceSettings, S3Client]:
+        if bucket not in self._sources:
+            self._sources[bucket] = source_settings(bucket, flags=self.flags, cwd=self.cwd)
+        source = self._sources[bucket]
+        return source, self.clients.get(source)
 
     def translate(self, bucket: str, key: str | None = None) -> Callable[[BaseException], AgentError]:
         source, _ = self.get(bucket)
@@ -96,9 +92,9 @@ class Sources:
         return tr
 
 
-def _sources_for(flags: Mapping[str, Any], cwd: str | os.PathLike[str] | None) -> Sources:
+def _sources_for(flags: Mapping[str, Any], cwd: str | os.PathLike[str] | None, jobs: int = 16) -> Sources:
     values = settings.load(cwd=cwd, require_bucket=False).values
-    return Sources(flags, Knobs.of(values), values["timeout"], cwd, values["checksums"] == "when_required")
+    return Sources(flags, settings.Settings(**{**values, "bucket": values["bucket"] or "unset"}), cwd, jobs)
 
 
 def expand(patterns: list[str], sources: Sources) -> list[Source]:
@@ -124,15 +120,13 @@ def expand(patterns: list[str], sources: Sources) -> list[Source]:
                     raise err from None
             pattern = S3Pattern.parse(text.rstrip("/") + "/")  # a plain key that is a "directory"
         try:
-            pages = client.get_paginator("list_objects_v2").paginate(Bucket=pattern.bucket,
-                                                                      Prefix=pattern.list_prefix)
-            for page in pages:
-                for obj in page.get("Contents", []):
-                    key = obj["Key"]
-                    if pattern.matches(key):
-                        matched += 1
-                        found.setdefault((pattern.bucket, key), Source(pattern, key, size=int(obj["Size"]),
-                                                                         etag=obj.get("ETag")))
+            for obj in paginate(client, "list_objects_v2", "Contents", Bucket=pattern.bucket,
+                                Prefix=pattern.list_prefix):
+                key = obj["Key"]
+                if pattern.matches(key):
+                    matched += 1
+                    found.setdefault((pattern.bucket, key), Source(pattern, key, size=int(obj["Size"]),
+                                                                     etag=obj.get("ETag")))
         except Exception as exc:
             raise tr(exc) from None
         if not matched:
@@ -189,10 +183,24 @@ class LinkReport:
     paths: list[str] = field(default_factory=list)
     gitattributes: str | None = None
 
+    to: str = ""
+
     def summary(self) -> str:
-        text = (f"linked {self.linked} objects, {human_bytes(self.bytes_referenced)} referenced, "
+        text = (f"linked {plural(self.linked, 'object')}, {human_bytes(self.bytes_referenced)} referenced, "
                 f"{human_bytes(self.bytes_downloaded)} downloaded")
         return text + (f" ({self.hashed} hashed by reading them)" if self.hashed else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"linked": self.linked, "bytes_referenced": self.bytes_referenced,
+                "bytes_downloaded": self.bytes_downloaded, "hashed": self.hashed, "paths": self.paths,
+                "gitattributes": self.gitattributes}
+
+    def render(self) -> list[str]:
+        lines = [f"added to .gitattributes: {self.gitattributes}"] if self.gitattributes else []
+        lines.append(self.summary())
+        lines.append("next: git add .gitattributes " + shlex.quote(self.to) + " && git commit -m 'link data' && "
+                     "git push")
+        return lines
 
 
 def link(patterns: list[str], to: str, *, checkout: bool = True, hash_missing: bool = False, force: bool = False,
@@ -205,7 +213,7 @@ def link(patterns: list[str], to: str, *, checkout: bool = True, hash_missing: b
     dest_dir = (Path(cwd or os.getcwd()) / to).resolve()
     if dest_dir != toplevel and toplevel not in dest_dir.parents:
         raise LinkError(f"--to {to} is outside the repository at {toplevel}")
-    sources = _sources_for(source_flags or {}, cwd)
+    sources = _sources_for(source_flags or {}, cwd, jobs)
     items = expand(patterns, sources)
     head_all(items, sources, jobs, quiet=quiet)
     missing = [s for s in items if s.oid is None]
@@ -251,6 +259,7 @@ def link(patterns: list[str], to: str, *, checkout: bool = True, hash_missing: b
         else:
             _write_atomic(path, Pointer(item.oid, item.size).encode())
     report.linked = len(items)
+    report.to = to
     report.bytes_referenced = sum(s.size for s in items)
     report.gitattributes = ensure_lfs_tracked(toplevel, dest_dir, list(targets), cwd=cwd)
     refresh_index(toplevel, list(targets))
@@ -306,33 +315,18 @@ def _sha256_file(path: Path) -> str:
 
 def object_path(storage: Path, oid: str) -> Path:
     """Where git-lfs keeps an object's bytes."""
-    return storage / "objects" / oid[0:2] / oid[2:4] / oid
+    return LfsDirs(storage).object_path(oid)
 
 
-def _download_to_storage(client: Any, bucket: str, key: str, size: int, storage: Path,
-                         translate_fn: Callable[[BaseException], AgentError], knobs: Knobs,
+def _download_to_storage(client: S3Client, bucket: str, key: str, size: int, storage: Path, knobs: Knobs,
                          version_id: str | None, etag: str | None, expected: str | None) -> str:
     """Fetch one object into git-lfs's object store (verified); return its SHA-256."""
-    tmp_dir = storage / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="lfs-s3-agent-link-")
-    try:
-        with os.fdopen(fd, "wb") as sink:
-            digest = fetch(client, bucket=bucket, key=key, size=size, sink=sink,
-                           progress=ProgressReporter(size, lambda a, b: None), translate=translate_fn,
-                           knobs=knobs, version_id=version_id, etag=etag)
-            sink.flush()
-            written = os.fstat(sink.fileno()).st_size
-        if written != size or (expected is not None and digest != expected):
-            raise IntegrityError(f"s3://{bucket}/{key}: downloaded {written} bytes with SHA-256 {digest}; "
-                                 f"expected {size} bytes{' and ' + expected if expected else ''}")
-        final = object_path(storage, digest)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
-        return digest
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    def fill(sink: Any) -> str:
+        return fetch(client, bucket=bucket, key=key, size=size, sink=sink,
+                     progress=ProgressReporter(size, lambda a, b: None), knobs=knobs, version_id=version_id,
+                     etag=etag, expect=expected)
+
+    return download_into_objects(fill, LfsDirs(storage), oid=expected, size=size, where=lambda: f"s3://{bucket}/{key}")
 
 
 def _hash_missing(items: list[Source], sources: Sources, storage: Path | None, jobs: int, quiet: bool) -> int:
@@ -343,8 +337,11 @@ def _hash_missing(items: list[Source], sources: Sources, storage: Path | None, j
         _, client = sources.get(bucket)
         pin = {"version_id": item.version_id, "etag": None if item.version_id else item.etag}
         if storage is not None:
-            item.oid = _download_to_storage(client, bucket, item.key, item.size, storage,
-                                            sources.translate(bucket, item.key), sources.knobs, expected=None, **pin)
+            try:
+                item.oid = _download_to_storage(client, bucket, item.key, item.size, storage, sources.knobs,
+                                                expected=None, **pin)
+            except AgentError as err:
+                raise sources.translate(bucket, item.key)(err) from None
         else:
             item.oid = _hash_stream(client, item, sources, **pin)
         bar.advance(1, item.size)
@@ -368,16 +365,16 @@ class _HashSink:
         return len(data)
 
 
-def _hash_stream(client: Any, item: Source, sources: Sources, version_id: str | None, etag: str | None) -> str:
-    from lfs_s3_agent.transfer import stream_download
-
+def _hash_stream(client: S3Client, item: Source, sources: Sources, version_id: str | None, etag: str | None) -> str:
     sink = _HashSink()
-    digest = stream_download(client, bucket=item.pattern.bucket, key=item.key, size=item.size,
-                             sink=sink,  # type: ignore[arg-type]
-                             progress=ProgressReporter(item.size, lambda a, b: None),
-                             translate=sources.translate(item.pattern.bucket, item.key),
-                             max_attempts=sources.knobs.max_attempts,
-                             extra={"VersionId": version_id} if version_id else {}, etag=etag)
+    try:
+        digest = stream_download(client, bucket=item.pattern.bucket, key=item.key, size=item.size,
+                                 sink=sink,  # type: ignore[arg-type]
+                                 progress=ProgressReporter(item.size, lambda a, b: None),
+                                 attempts=Attempts(sources.knobs.max_attempts),
+                                 extra={"VersionId": version_id} if version_id else {}, etag=etag)
+    except AgentError as err:
+        raise sources.translate(item.pattern.bucket, item.key)(err) from None
     if sink.size != item.size:
         raise IntegrityError(f"{item.url}: read {sink.size} bytes, expected {item.size}")
     return digest
@@ -389,9 +386,12 @@ def _fetch_objects(items: list[Source], sources: Sources, storage: Path, jobs: i
     def one(item: Source) -> None:
         bucket = item.pattern.bucket
         _, client = sources.get(bucket)
-        _download_to_storage(client, bucket, item.key, item.size, storage, sources.translate(bucket, item.key),
-                             sources.knobs, version_id=item.version_id,
-                             etag=None if item.version_id else item.etag, expected=item.oid)
+        try:
+            _download_to_storage(client, bucket, item.key, item.size, storage, sources.knobs,
+                                 version_id=item.version_id, etag=None if item.version_id else item.etag,
+                                 expected=item.oid)
+        except AgentError as err:
+            raise sources.translate(bucket, item.key)(err) from None
         bar.advance(1, item.size)
 
     with Progress("downloading", len(todo), quiet=quiet) as bar, ThreadPoolExecutor(max(1, min(jobs, 4))) as pool:
@@ -477,6 +477,28 @@ class ChecksumReport:
     too_large: list[str] = field(default_factory=list)
     dry_run: bool = False
 
+    @property
+    def exit_status(self) -> int:
+        return 1 if self.too_large else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"added": self.added, "already": self.already, "too_large": self.too_large, "dry_run": self.dry_run}
+
+    def render(self) -> list[str]:
+        verb = "would add" if self.dry_run else "added"
+        lines = [f"{verb} SHA-256: {url}" for url in self.added]
+        lines.append(f"{verb} checksums to {plural(len(self.added), 'object')}; {self.already} already had one")
+        return lines
+
+    @property
+    def notes(self) -> list[str]:
+        notes = []
+        if self.added and not self.dry_run:
+            notes.append("note: copying in place does not keep ACLs; re-apply any object ACLs you rely on")
+        notes.extend(f"skipped (over 5 GB, CopyObject cannot add a full-object SHA-256 in place): {url}; use "
+                     "`lfs-s3-agent link --hash-missing` for it" for url in self.too_large)
+        return notes
+
 
 _KEPT_HEADERS = {"ContentType": "ContentType", "CacheControl": "CacheControl",
                  "ContentDisposition": "ContentDisposition", "ContentEncoding": "ContentEncoding",
@@ -488,7 +510,7 @@ _KEPT_HEADERS = {"ContentType": "ContentType", "CacheControl": "CacheControl",
 def add_checksum(patterns: list[str], *, dry_run: bool = False, source_flags: Mapping[str, Any] | None = None,
                  jobs: int = 16, cwd: str | os.PathLike[str] | None = None, quiet: bool = False) -> ChecksumReport:
     """Copy each object without a full-object SHA-256 onto itself with one (metadata, type, class kept)."""
-    sources = _sources_for(source_flags or {}, cwd)
+    sources = _sources_for(source_flags or {}, cwd, jobs)
     items = expand(patterns, sources)
     head_all(items, sources, jobs, quiet=quiet)
     report = ChecksumReport(dry_run=dry_run)
@@ -538,17 +560,24 @@ class CheckoutReport:
     files: list[str] = field(default_factory=list)
     bytes_downloaded: int = 0
 
+    def to_json(self) -> dict[str, Any]:
+        return {"files": self.files, "bytes_downloaded": self.bytes_downloaded}
+
+    def render(self) -> list[str]:
+        return [f"checked out {plural(len(self.files), 'file')}, {human_bytes(self.bytes_downloaded)} downloaded"]
+
 
 def checkout(paths: list[str], *, cwd: str | os.PathLike[str] | None = None, quiet: bool = False) -> CheckoutReport:
     """Replace LFS pointer files under ``paths`` with their content, downloading what is missing."""
-    from lfs_s3_agent.store import S3Store
+    from lfs_s3_agent import wiring
 
-    repo = gitrepo.repo_paths(cwd)
+    wired = wiring.build(cwd=cwd, need_repo=True)
+    repo = wired.repo
+    dirs = wired.dirs
+    assert repo is not None and dirs is not None
     if repo.toplevel is None:
         raise ConfigError("checkout needs a working tree (this is a bare repository)")
-    resolved = settings.load(cwd=cwd)
-    storage = gitrepo.lfs_storage_dir(repo, resolved.lfs_storage)
-    store = S3Store(resolved.values, links=LocalLinks(local_links_dir(repo.common_dir)))
+    store = wired.store()
     base = Path(cwd or os.getcwd())
     pointers: list[tuple[Path, Pointer]] = []
     for given in paths:
@@ -566,33 +595,15 @@ def checkout(paths: list[str], *, cwd: str | os.PathLike[str] | None = None, qui
     report = CheckoutReport()
     with Progress("checking out", len(pointers), quiet=quiet) as bar:
         for path, pointer in pointers:
-            target = object_path(storage, pointer.oid)
-            if not target.exists():
-                _store_download(store, pointer, storage)
+            if not dirs.has(pointer.oid):
+                oid, size = pointer.oid, pointer.size
+                download_into_objects(
+                    lambda sink, oid=oid, size=size: store.download(oid, size, sink,  # type: ignore[misc]
+                                                                     ProgressReporter(size, lambda a, b: None)),
+                    dirs, oid=oid, size=size, where=lambda oid=oid: store.describe(oid))  # type: ignore[misc]
                 report.bytes_downloaded += pointer.size
-            _copy_atomic(target, path)
+            _copy_atomic(dirs.object_path(pointer.oid), path)
             report.files.append(str(path))
             bar.advance(1, pointer.size)
     refresh_index(repo.toplevel, [p for p, _ in pointers])
     return report
-
-
-def _store_download(store: Any, pointer: Pointer, storage: Path) -> None:
-    tmp_dir = storage / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="lfs-s3-agent-checkout-")
-    try:
-        with os.fdopen(fd, "wb") as sink:
-            digest = store.download(pointer.oid, pointer.size, sink, ProgressReporter(pointer.size, lambda a, b: None))
-            sink.flush()
-            size = os.fstat(sink.fileno()).st_size
-        if digest != pointer.oid or size != pointer.size:
-            raise IntegrityError(f"{store.describe(pointer.oid)}: downloaded bytes do not match the pointer "
-                                 f"(SHA-256 {digest}, {size} bytes)")
-        final = object_path(storage, pointer.oid)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lfs_s3_agent import gitrepo, prepush, settings
+from lfs_s3_agent import gitrepo, settings
+from lfs_s3_agent.commands import prepush
 from lfs_s3_agent.errors import ConfigError, GitError
 
 AGENT_NAME = "lfs-s3-agent"
@@ -47,6 +48,28 @@ class InstallReport:
     location: str = ""
     has_lfs_files: bool = False
     notes: list[str] = field(default_factory=list)
+    cloned_into: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"repo": str(self.repo), "location": self.location, "written": self.written,
+                "settings_file": str(self.settings_file) if self.settings_file else None,
+                "ran_lfs_install": self.ran_lfs_install, "notes": self.notes,
+                **({"cloned_into": str(self.cloned_into)} if self.cloned_into else {})}
+
+    def render(self) -> list[str]:
+        lines = [f"lfs-s3-agent installed in {self.repo}", f"  objects go to {self.location}"]
+        if self.settings_file:
+            lines.append(f"  settings saved to {self.settings_file}: commit it so clones need no flags")
+        if self.ran_lfs_install:
+            lines.append("  git-lfs was not set up here: ran `git lfs install --local`")
+        lines.extend(f"  note: {note}" for note in self.notes)
+        if self.cloned_into:
+            lines.append(f"cloned into {self.cloned_into} with LFS objects from {self.location}")
+        elif self.has_lfs_files:
+            lines.append("next: git lfs pull   (fetches this checkout's LFS objects)")
+        else:
+            lines.append("next: git lfs track '*.bin' && git add .gitattributes && git commit && git push")
+        return lines
 
 
 def require_git_lfs() -> str:
@@ -134,6 +157,16 @@ class UninstallReport:
     removed: list[str] = field(default_factory=list)
     ran_lfs_uninstall: bool = False
 
+    def to_json(self) -> dict[str, Any]:
+        return {"removed": self.removed, "ran_lfs_uninstall": self.ran_lfs_uninstall}
+
+    def render(self) -> list[str]:
+        lines = ["removed: " + ", ".join(self.removed) if self.removed
+                 else "nothing to remove: lfs-s3-agent was not installed here"]
+        if self.ran_lfs_uninstall:
+            lines.append("ran `git lfs uninstall --local` (install had set git-lfs up)")
+        return lines
+
 
 def uninstall(*, keep_settings: bool = False, cwd: str | os.PathLike[str] | None = None) -> UninstallReport:
     """Remove what ``install`` wrote to the local git config (never the committed file)."""
@@ -187,4 +220,42 @@ def clone(url: str, directory: str | None, flags: Mapping[str, Any], *, save: bo
     if proc.returncode != 0:
         raise GitError(f"cloned into {target} and installed, but `git lfs pull` failed; fix the cause "
                        "shown above and run `git lfs pull` in that directory")
+    report.cloned_into = target
     return target, report
+
+
+@dataclass
+class ConfigReport:
+    """Each setting, its value and where it came from (``lfs-s3-agent config``)."""
+
+    resolved: settings.Resolved
+
+    @property
+    def exit_status(self) -> int:
+        return 0 if self.resolved.values["bucket"] else 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: {"value": self.resolved.values[name], "source": self.resolved.sources[name]}
+                for name in self.resolved.values}
+
+    def render(self) -> list[str]:
+        lines = []
+        width = max(len(spec.name) for spec in settings.FIELDS)
+        for spec in settings.FIELDS:
+            value = self.resolved.values[spec.name]
+            shown = "(not set)" if value is None or value == "" else value
+            lines.append(f"{spec.name:<{width}}  {shown!s:<30}  {self.resolved.sources[spec.name]}")
+        return lines
+
+    @property
+    def notes(self) -> list[str]:
+        notes = []
+        if self.resolved.repo is None:
+            notes.append("(not in a git repository: only flags, LFS_S3_* and global git config apply)")
+        if self.exit_status:
+            notes.append(settings.NO_BUCKET)
+        return notes
+
+
+def config(flags: Mapping[str, Any], cwd: str | os.PathLike[str] | None = None) -> ConfigReport:
+    return ConfigReport(settings.load(flags, cwd=cwd, require_bucket=False))

@@ -19,33 +19,35 @@ the same checksum or ``sha256`` metadata are skipped, so a second run copies onl
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import io
 import shlex
 import threading
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from lfs_s3_agent import settings
-from lfs_s3_agent.config import Settings
+from lfs_s3_agent.commands.common import Context, Cwd, open_store
 from lfs_s3_agent.console import Progress, human_bytes
 from lfs_s3_agent.errors import AgentError, Code, ConfigError, IntegrityError
 from lfs_s3_agent.links import full_object_sha256
-from lfs_s3_agent.maintenance import Context, Cwd, Entry, Foreign, list_store, open_store
 from lfs_s3_agent.progress import ProgressReporter
+from lfs_s3_agent.s3.client import ClientSpec, S3Client, make_client
+from lfs_s3_agent.s3.keys import b64sha256, checksum_of
+from lfs_s3_agent.s3.listing import Entry, Foreign, list_store
+from lfs_s3_agent.s3.retry import Attempts
+from lfs_s3_agent.s3.transfer import PartPlan, stream_download
 from lfs_s3_agent.s3glob import parse_s3_url
-from lfs_s3_agent.store import S3Store, checksum_of, make_client, translate
-from lfs_s3_agent.transfer import PartPlan, backoff, stream_download
+from lfs_s3_agent.settings import Settings
+from lfs_s3_agent.store import S3Store
 
 SERVER_COPY_LIMIT = 5 * 1000**3  #: CopyObject's largest source; above it, UploadPartCopy
 COPY_PART_SIZE = 512 << 20  #: part size of a server-side multipart copy (no bytes pass through here)
 _FATAL = (Code.CREDENTIALS, Code.NO_SUCH_BUCKET)
-_NO_SERVER_COPY = ("NotImplemented", "XAmzContentSHA256Mismatch")
+_NO_SERVER_COPY = {"NotImplemented", "XAmzContentSHA256Mismatch"}
 
 
 def parse_destination(url: str) -> tuple[str, str]:
@@ -58,21 +60,9 @@ def parse_destination(url: str) -> tuple[str, str]:
         raise ConfigError(f"destination: {exc}") from None
 
 
-def _b64sha256(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
-
-
-def pooled_client(values: Settings, pool: int) -> Any:
-    """``store.make_client`` with room for ``pool`` parallel connections (botocore's default is 10)."""
-    base = make_client(values)
-    if pool <= 10:
-        return base
-    import boto3
-    from botocore.config import Config
-
-    session = boto3.session.Session(profile_name=values.profile, region_name=values.region)
-    return session.client("s3", endpoint_url=values.endpoint_url,
-                          config=base.meta.config.merge(Config(max_pool_connections=pool)))
+def pooled_client(values: Settings, pool: int) -> S3Client:
+    """The store's client (every setting of it) with room for ``pool`` parallel connections."""
+    return make_client(ClientSpec.for_store(values, pool=pool))
 
 
 @dataclass
@@ -99,6 +89,10 @@ class CopyReport:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.not_attempted
+
+    @property
+    def exit_status(self) -> int:
+        return 0 if self.ok else 1
 
     def to_json(self) -> dict[str, Any]:
         def item(i: Item) -> dict[str, Any]:
@@ -141,7 +135,7 @@ class CopyReport:
 
 
 class _Copier:
-    def __init__(self, ctx: Context, dest: S3Store, src_client: Any, dest_client: Any, server_side: bool,
+    def __init__(self, ctx: Context, dest: S3Store, src_client: S3Client, dest_client: S3Client, server_side: bool,
                  echo: Callable[[str], None] | None) -> None:
         self.ctx = ctx
         self.src = ctx.store.settings
@@ -158,12 +152,6 @@ class _Copier:
     def dest_url(self, key: str) -> str:
         return f"s3://{self.d.bucket}/{key}"
 
-    def src_tr(self, key: str) -> Callable[[BaseException], AgentError]:
-        return lambda exc: translate(exc, bucket=self.src.bucket, key=key, endpoint=self.src.endpoint_url)
-
-    def dest_tr(self, key: str) -> Callable[[BaseException], AgentError]:
-        return lambda exc: translate(exc, bucket=self.d.bucket, key=key, endpoint=self.d.endpoint_url)
-
     # -- already there? ------------------------------------------------------------------------
 
     def already_there(self, item: Item, listed: Mapping[str, tuple[int, str]]) -> bool:
@@ -175,11 +163,10 @@ class _Copier:
             return bool(e.etag) and there[1] == e.etag  # a small JSON record: same MD5 ETag, same bytes
         try:
             head = self.dest_client.head_object(Bucket=self.d.bucket, Key=item.dest_key, ChecksumMode="ENABLED")
-        except Exception as exc:
-            err = self.dest_tr(item.dest_key)(exc)
+        except AgentError as err:
             if err.code == Code.NOT_FOUND:
                 return False
-            raise err from None
+            raise
         return head.get("Metadata", {}).get("sha256") == e.oid or full_object_sha256(head)[0] == e.oid
 
     # -- copying ---------------------------------------------------------------------------------
@@ -190,7 +177,7 @@ class _Copier:
                 item.how = self.server_copy(item)
                 return
             except AgentError as err:
-                if err.code != Code.ACCESS_DENIED and not any(c in err.message for c in _NO_SERVER_COPY):
+                if err.code != Code.ACCESS_DENIED and err.s3_code not in _NO_SERVER_COPY:
                     raise
                 with self.lock:
                     if self.server_side:
@@ -202,7 +189,7 @@ class _Copier:
     def _args(self, e: Entry) -> dict[str, Any]:
         if e.kind == "linked":
             return {"ContentType": "application/json"}
-        return self.dest._put_args(e.oid)
+        return self.dest.put_args(e.oid)
 
     def server_copy(self, item: Item) -> str:
         e = item.entry
@@ -210,14 +197,10 @@ class _Copier:
         if e.stored_bytes > SERVER_COPY_LIMIT:
             self.server_multipart(item, source)
             return "server-side multipart"
-        tr = self.dest_tr(item.dest_key)
-        try:
-            pin = {"CopySourceIfMatch": e.etag} if e.etag else {}
-            resp = self.dest_client.copy_object(Bucket=self.d.bucket, Key=item.dest_key, CopySource=source,
-                                                MetadataDirective="REPLACE", ChecksumAlgorithm="SHA256",
-                                                **pin, **self._args(e))
-        except Exception as exc:
-            raise tr(exc) from None
+        pin = {"CopySourceIfMatch": e.etag} if e.etag else {}
+        resp = self.dest_client.copy_object(Bucket=self.d.bucket, Key=item.dest_key, CopySource=source,
+                                            MetadataDirective="REPLACE", ChecksumAlgorithm="SHA256",
+                                            **pin, **self._args(e))
         got = resp.get("CopyObjectResult", {}).get("ChecksumSHA256")
         if e.kind == "stored" and got and got != checksum_of(e.oid):
             self._discard(item.dest_key)
@@ -228,21 +211,14 @@ class _Copier:
 
     def server_multipart(self, item: Item, source: dict[str, str]) -> None:
         e = item.entry
-        tr = self.dest_tr(item.dest_key)
         plan = PartPlan.make(e.stored_bytes, max(self.d.part_size, COPY_PART_SIZE), self.d.concurrency)
-        try:
-            head = self.src_client.head_object(Bucket=self.src.bucket, Key=e.key)
-        except Exception as exc:
-            raise self.src_tr(e.key)(exc) from None
+        head = self.src_client.head_object(Bucket=self.src.bucket, Key=e.key)
         recorded = head.get("Metadata", {}).get("sha256")
         if recorded and recorded != e.oid:
             raise IntegrityError(f"s3://{self.src.bucket}/{e.key} is recorded as another oid ({recorded}); not "
                                  "copied: run `lfs-s3-agent verify --all` on the source")
-        try:
-            upload_id = self.dest_client.create_multipart_upload(
-                Bucket=self.d.bucket, Key=item.dest_key, ChecksumAlgorithm="SHA256", **self._args(e))["UploadId"]
-        except Exception as exc:
-            raise tr(exc) from None
+        upload_id = self.dest_client.create_multipart_upload(
+            Bucket=self.d.bucket, Key=item.dest_key, ChecksumAlgorithm="SHA256", **self._args(e))["UploadId"]
 
         def part(number: int, offset: int, length: int) -> dict[str, Any]:
             resp = self.dest_client.upload_part_copy(
@@ -259,10 +235,8 @@ class _Copier:
                 parts = list(pool.map(lambda p: part(*p), plan.parts()))
             self.dest_client.complete_multipart_upload(Bucket=self.d.bucket, Key=item.dest_key, UploadId=upload_id,
                                                        MultipartUpload={"Parts": parts})
-        except BaseException as exc:
+        except BaseException:
             self._abort(item.dest_key, upload_id)
-            if isinstance(exc, Exception):
-                raise tr(exc) from None
             raise
 
     def streamed_copy(self, item: Item) -> str:
@@ -273,71 +247,56 @@ class _Copier:
             return "streamed"
         buf = io.BytesIO()
         digest = stream_download(self.src_client, bucket=self.src.bucket, key=e.key, size=size, sink=buf,
-                                 progress=ProgressReporter(size, _noop), translate=self.src_tr(e.key),
-                                 max_attempts=self.src.max_attempts, extra={}, etag=e.etag or None)
+                                 progress=ProgressReporter(size, _noop), attempts=Attempts(self.src.max_attempts),
+                                 extra={}, etag=e.etag or None)
         data = buf.getvalue()
         if len(data) != size or (e.kind == "stored" and digest != e.oid):
             raise IntegrityError(f"s3://{self.src.bucket}/{e.key}: read {len(data)} bytes hashing to {digest}; "
                                  f"expected {size} bytes{' and the oid' if e.kind == 'stored' else ''}: not copied")
-        checksum = checksum_of(e.oid) if e.kind == "stored" else _b64sha256(data)
-        try:
-            self.dest_client.put_object(Bucket=self.d.bucket, Key=item.dest_key, Body=data, ContentLength=size,
-                                        ChecksumSHA256=checksum, **self._args(e))
-        except Exception as exc:
-            raise self.dest_tr(item.dest_key)(exc) from None
+        checksum = checksum_of(e.oid) if e.kind == "stored" else b64sha256(data)
+        self.dest_client.put_object(Bucket=self.d.bucket, Key=item.dest_key, Body=data, ContentLength=size,
+                                    ChecksumSHA256=checksum, **self._args(e))
         return "streamed"
 
     def streamed_multipart(self, item: Item) -> None:
         """Part by part (one part in memory): ranged GET pinned to the ETag, UploadPart with its SHA-256."""
         e = item.entry
-        tr = self.dest_tr(item.dest_key)
         plan = PartPlan.make(e.stored_bytes, self.d.part_size, 1)
-        try:
-            upload_id = self.dest_client.create_multipart_upload(
-                Bucket=self.d.bucket, Key=item.dest_key, ChecksumAlgorithm="SHA256", **self._args(e))["UploadId"]
-        except Exception as exc:
-            raise tr(exc) from None
+        upload_id = self.dest_client.create_multipart_upload(
+            Bucket=self.d.bucket, Key=item.dest_key, ChecksumAlgorithm="SHA256", **self._args(e))["UploadId"]
         whole = hashlib.sha256()
         parts = []
         try:
             for number, offset, length in plan.parts():
                 data = self._read_range(e, offset, length)
                 whole.update(data)
-                checksum = _b64sha256(data)
-                try:
-                    resp = self.dest_client.upload_part(Bucket=self.d.bucket, Key=item.dest_key, UploadId=upload_id,
-                                                        PartNumber=number, Body=data, ContentLength=length,
-                                                        ChecksumSHA256=checksum, ChecksumAlgorithm="SHA256")
-                except Exception as exc:
-                    raise tr(exc) from None
+                checksum = b64sha256(data)
+                resp = self.dest_client.upload_part(Bucket=self.d.bucket, Key=item.dest_key, UploadId=upload_id,
+                                                    PartNumber=number, Body=data, ContentLength=length,
+                                                    ChecksumSHA256=checksum, ChecksumAlgorithm="SHA256")
                 parts.append({"PartNumber": number, "ETag": resp["ETag"], "ChecksumSHA256": checksum})
             if whole.hexdigest() != e.oid:
                 raise IntegrityError(f"s3://{self.src.bucket}/{e.key}: its bytes hash to {whole.hexdigest()}, not "
                                      "the oid: not copied; run `lfs-s3-agent verify --all --deep` on the source")
-            try:
-                self.dest_client.complete_multipart_upload(Bucket=self.d.bucket, Key=item.dest_key,
-                                                           UploadId=upload_id, MultipartUpload={"Parts": parts})
-            except Exception as exc:
-                raise tr(exc) from None
+            self.dest_client.complete_multipart_upload(Bucket=self.d.bucket, Key=item.dest_key,
+                                                       UploadId=upload_id, MultipartUpload={"Parts": parts})
         except BaseException:
             self._abort(item.dest_key, upload_id)
             raise
 
     def _read_range(self, e: Entry, offset: int, length: int) -> bytes:
-        tr = self.src_tr(e.key)
-        attempt = 0
+        attempts = Attempts(self.src.max_attempts)
         while True:
+            pin = {"IfMatch": e.etag} if e.etag else {}
+            resp = self.src_client.get_object(Bucket=self.src.bucket, Key=e.key, **pin, attempts=attempts,
+                                              Range=f"bytes={offset}-{offset + length - 1}")
             try:
-                pin = {"IfMatch": e.etag} if e.etag else {}
-                resp = self.src_client.get_object(Bucket=self.src.bucket, Key=e.key, **pin,
-                                                  Range=f"bytes={offset}-{offset + length - 1}")
                 data: bytes = resp["Body"].read()
             except Exception as exc:
-                err = tr(exc)
-                attempt += 1
-                if not getattr(err, "transient", False) or attempt >= self.src.max_attempts:
+                err = self.src_client.error(exc, self.src.bucket, e.key)
+                if not err.transient or attempts.left <= 0:
                     raise err from None
-                time.sleep(backoff(attempt))
+                attempts.wait()
                 continue
             if len(data) != length:
                 raise IntegrityError(f"s3://{self.src.bucket}/{e.key}: range at {offset} returned {len(data)} bytes, "
@@ -367,7 +326,7 @@ def _same_place(a: Settings, b: Settings) -> bool:
 
 def destination_settings(src: Settings, bucket: str, prefix: str, *, profile: str | None, region: str | None,
                          endpoint_url: str | None) -> Settings:
-    values = src.model_dump()
+    values = src.as_dict()
     values.update(bucket=bucket, prefix=prefix)
     try:
         if profile:
@@ -419,17 +378,16 @@ def copy(destination: str, *, flags: Mapping[str, Any] | None = None, dry_run: b
     dest_client = pooled_client(dest_values, jobs)
     report = CopyReport(source=src.describe(), destination=dest_values.describe(), dry_run=dry_run,
                         install_command=install_command(src, dest_values,
-                                                        ctx.resolved.sources.get("bucket") == settings.SETTINGS_FILE))
+                                                        ctx.wired.resolved.sources.get("bucket") ==
+                                                        settings.SETTINGS_FILE))
     same_endpoint = (src.endpoint_url or "") == (dest_values.endpoint_url or "")
     copier = _Copier(ctx, dest, src_client, dest_client, same_endpoint, echo)
     if not same_endpoint:
         copier.fallback = "the destination is on another endpoint: copying through this machine"
 
-    listing = list_store(src_client, src.bucket, src.prefix, ctx.tr(), quiet=quiet)
+    listing = list_store(src_client, src.bucket, src.prefix)
     report.foreign = listing.foreign
-    there = list_store(dest_client, dest_values.bucket, dest_values.prefix,
-                       lambda exc: translate(exc, bucket=dest_values.bucket, endpoint=dest_values.endpoint_url),
-                       quiet=quiet)
+    there = list_store(dest_client, dest_values.bucket, dest_values.prefix)
     listed = {e.key: (e.stored_bytes, e.etag) for e in there.entries}
     base = f"{src.prefix}/" if src.prefix else ""
     items = [Item(e, (f"{prefix}/" if prefix else "") + e.key[len(base):])

@@ -17,8 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lfs_s3_agent import gitrepo, reachable, settings
-from lfs_s3_agent.links import LinkRecord, LocalLinks, local_links_dir
+from lfs_s3_agent import gitrepo, reachable
+from lfs_s3_agent.linked import LocalLinks, local_links_dir
+from lfs_s3_agent.links import LinkRecord
 from lfs_s3_agent.pointer import Pointer
 
 ZERO = "0" * 40
@@ -68,11 +69,11 @@ def pre_push(remote: str, url: str, stdin: bytes, cwd: str | os.PathLike[str] | 
                 break
             records.append(record)
         if records:
-            from lfs_s3_agent.store import S3Store
+            from lfs_s3_agent import wiring
 
-            store = S3Store(settings.load(cwd=cwd).values, links=links)
+            store_records = wiring.build(cwd=cwd).linked_store().records
             for record in records:
-                store.put_link_record(record)
+                store_records.put(record)
             print(f"lfs-s3-agent: {len(records)} linked object(s) in this push were never downloaded here; their "
                   "links are recorded in the LFS store, so git-lfs's notice about missing objects below is "
                   "expected.", file=sys.stderr)

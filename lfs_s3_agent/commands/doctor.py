@@ -24,13 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lfs_s3_agent import gitrepo, prepush, settings
-from lfs_s3_agent.config import Settings
+from lfs_s3_agent import gitrepo, settings
+from lfs_s3_agent.commands import prepush
+from lfs_s3_agent.commands.common import Cwd
+from lfs_s3_agent.commands.install import AGENT_NAME, agent_keys
 from lfs_s3_agent.errors import AgentError, Code, ConfigError, GitError
-from lfs_s3_agent.install import AGENT_NAME, agent_keys
-from lfs_s3_agent.links import LocalLinks, local_links_dir
-from lfs_s3_agent.maintenance import Cwd, list_prefix
-from lfs_s3_agent.store import S3Store, make_client, translate
+from lfs_s3_agent.linked import LocalLinks, local_links_dir
+from lfs_s3_agent.s3.client import ClientSpec, S3Client, caller_identity, make_client
+from lfs_s3_agent.s3.errors import translate
+from lfs_s3_agent.s3.keys import list_prefix
+from lfs_s3_agent.settings import Settings
+from lfs_s3_agent.store import S3Store
 
 MARKS = {"ok": "✓", "fail": "✗", "warn": "!", "skip": "-"}
 ASCII_MARKS = {"ok": "ok", "fail": "FAIL", "warn": "warn", "skip": "skip"}
@@ -59,10 +63,16 @@ class DoctorReport:
     def ok(self) -> bool:
         return all(c.status != "fail" for c in self.checks)
 
+    @property
+    def exit_status(self) -> int:
+        return 0 if self.ok else 1
+
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "checks": [c.to_json() for c in self.checks]}
 
-    def render(self, unicode: bool = True) -> list[str]:
+    def render(self, unicode: bool | None = None) -> list[str]:
+        if unicode is None:
+            unicode = _can_print(MARKS.values())
         marks = MARKS if unicode else ASCII_MARKS
         width = max((len(c.name) for c in self.checks), default=0)
         lines = []
@@ -74,6 +84,18 @@ class DoctorReport:
         failed = [c.name for c in self.checks if c.status == "fail"]
         lines.append("all checks passed" if not failed else f"{len(failed)} check(s) failed: {', '.join(failed)}")
         return lines
+
+
+def _can_print(texts: Any) -> bool:
+    """Can stdout show these characters (a UTF-8 terminal), or do we fall back to ASCII marks?"""
+    import sys
+
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "".join(texts).encode(encoding)
+        return True
+    except (UnicodeEncodeError, LookupError):
+        return False
 
 
 # -- local checks ---------------------------------------------------------------------------------
@@ -178,30 +200,14 @@ def check_settings(flags: Mapping[str, Any] | None, cwd: Cwd) -> tuple[Check, se
     if not resolved.values["bucket"]:
         return Check("settings", "fail", "no bucket is configured",
                      fix="`lfs-s3-agent install --bucket NAME [--prefix PATH]`", lines=lines), None
-    where = Settings.from_resolved(resolved).describe()
+    where = resolved.settings.describe()
     return Check("settings", "ok", where, lines=lines), resolved
 
 
 # -- S3 checks ------------------------------------------------------------------------------------
 
 def _custom_endpoint(values: Settings) -> str | None:
-    return values.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-
-
-def sts_client(values: Settings) -> Any:
-    """An STS client with the S3 endpoint rules: an S3-compatible endpoint is asked for STS too."""
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import NoRegionError
-
-    session = boto3.session.Session(profile_name=values.profile, region_name=values.region)
-    endpoint = None if os.environ.get("AWS_ENDPOINT_URL_STS") else _custom_endpoint(values)
-    config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=DOCTOR_TIMEOUT,
-                    read_timeout=DOCTOR_TIMEOUT)
-    try:
-        return session.client("sts", endpoint_url=endpoint, config=config)
-    except NoRegionError:
-        return session.client("sts", endpoint_url=endpoint, config=config, region_name="us-east-1")
+    return ClientSpec.for_store(values).custom_endpoint
 
 
 def _masked(key_id: str) -> str:
@@ -209,34 +215,26 @@ def _masked(key_id: str) -> str:
 
 
 def check_identity(values: Settings) -> Check:
-    import boto3
-    from botocore import exceptions as bce
-
     try:
-        session = boto3.session.Session(profile_name=values.profile, region_name=values.region)
-        creds = session.get_credentials()
-        frozen = creds.get_frozen_credentials() if creds is not None else None
-    except Exception as exc:
-        err = translate(exc, bucket=values.bucket)
-        return Check("credentials", "fail", err.message, fix=_fix(err))
-    if creds is None or frozen is None or not frozen.access_key:
+        ident = caller_identity(ClientSpec.for_store(values), timeout=DOCTOR_TIMEOUT)
+    except AgentError as exc:
+        return Check("credentials", "fail", exc.message, fix=_fix(exc))
+    if ident is None:
         return Check("credentials", "fail", "no AWS credentials found",
                      fix="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or --profile / AWS_PROFILE, or log in "
                          "(`aws sso login`)")
-    found = f"credentials from {creds.method} (access key {_masked(frozen.access_key)})"
+    found = f"credentials from {ident.method} (access key {_masked(ident.access_key)})"
     custom = _custom_endpoint(values)
-    try:
-        ident = sts_client(values).get_caller_identity()
-    except Exception as exc:
+    sts_error = ident.sts_error
+    if sts_error is not None:
         if custom:
             return Check("credentials", "ok", f"{found}; identity not available (no STS at {custom})")
-        code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, bce.ClientError) else ""
-        if code:
-            err = translate(exc, bucket=values.bucket)
-            return Check("credentials", "fail", f"AWS rejected the {found}: {code}", fix=_fix(err))
-        return Check("credentials", "warn", f"{found}; STS could not be reached ({exc})",
+        if sts_error.s3_code:
+            return Check("credentials", "fail", f"AWS rejected the {found}: {sts_error.s3_code}",
+                         fix=_fix(sts_error))
+        return Check("credentials", "warn", f"{found}; STS could not be reached ({sts_error.message})",
                      fix="check the network; the bucket checks below tell whether S3 accepts the credentials")
-    return Check("credentials", "ok", f"{ident.get('Arn')} (account {ident.get('Account')}); {found}")
+    return Check("credentials", "ok", f"{ident.arn} (account {ident.account}); {found}")
 
 
 def check_bucket(store: S3Store) -> Check:
@@ -244,15 +242,15 @@ def check_bucket(store: S3Store) -> Check:
     client = store.client
     try:
         resp = client.head_bucket(Bucket=s.bucket)
-    except Exception as exc:
-        err = translate(exc, bucket=s.bucket, endpoint=s.endpoint_url)
-        status = _status(exc)
+    except AgentError as exc:
+        err = exc
+        status = err.status
         if status == 404 or err.code == Code.NO_SUCH_BUCKET:
             return Check("bucket", "fail", f"bucket {s.bucket!r} does not exist"
                          + (f" at {s.endpoint_url}" if s.endpoint_url else ""),
                          fix="check --bucket (and --endpoint-url / --region); create it if it should exist")
         if status == 301:
-            actual = _header(exc, "x-amz-bucket-region")
+            actual = err.bucket_region
             return Check("bucket", "fail", f"bucket {s.bucket!r} is in another region ({actual or 'unknown'})",
                          fix=f"`lfs-s3-agent install --region {actual or 'REGION'}`")
         if status == 403 or err.code == Code.ACCESS_DENIED:
@@ -265,9 +263,9 @@ def check_bucket(store: S3Store) -> Check:
     if not region:
         try:
             region = client.get_bucket_location(Bucket=s.bucket).get("LocationConstraint") or "us-east-1"
-        except Exception:
+        except AgentError:
             region = None
-    client_region = client.meta.region_name
+    client_region = client.region
     detail = f"bucket {s.bucket!r} exists" + (f", region {region}" if region else "")
     if region and not _custom_endpoint(s):
         if s.region and s.region != region:
@@ -277,22 +275,6 @@ def check_bucket(store: S3Store) -> Check:
             return Check("bucket", "warn", f"{detail}; requests go to {client_region} first and are redirected",
                          fix=f"`lfs-s3-agent install --region {region}`")
     return Check("bucket", "ok", detail)
-
-
-def _status(exc: BaseException) -> int | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return int(status) if status is not None else None
-    return None
-
-
-def _header(exc: BaseException, name: str) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        value = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(name)
-        return str(value) if value else None
-    return None
 
 
 def _fix(err: AgentError) -> str:
@@ -321,7 +303,7 @@ def check_probe(store: S3Store) -> Check:
     step = "write"
     try:
         client.put_object(Bucket=s.bucket, Key=key, Body=body,
-                          ChecksumSHA256=base64.b64encode(bytes.fromhex(oid)).decode(), **store._put_args(oid))
+                          ChecksumSHA256=base64.b64encode(bytes.fromhex(oid)).decode(), **store.put_args(oid))
         step = "read"
         read = client.get_object(Bucket=s.bucket, Key=key)["Body"].read()
     except Exception as exc:
@@ -363,15 +345,9 @@ def _delete_quietly(client: Any, bucket: str, key: str) -> None:
         return
 
 
-def checksum_client(values: Settings, mode: Literal["when_supported", "when_required"]) -> Any:
-    """An S3 client like the agent's, but with boto3's checksum behaviour forced to ``mode``."""
-    import boto3
-    from botocore.config import Config
-
-    base = make_client(values)
-    session = boto3.session.Session(profile_name=values.profile, region_name=values.region)
-    return session.client("s3", endpoint_url=values.endpoint_url, config=base.meta.config.merge(
-        Config(request_checksum_calculation=mode, response_checksum_validation=mode)))
+def checksum_client(values: Settings, mode: Literal["when_supported", "when_required"]) -> S3Client:
+    """An S3 client like the agent's, but with boto3's checksum behaviour set to ``mode``."""
+    return make_client(ClientSpec.for_store(values).with_(checksums=mode))
 
 
 def check_checksums(store: S3Store) -> Check:
@@ -421,9 +397,8 @@ def doctor(flags: Mapping[str, Any] | None = None, *, cwd: Cwd = None) -> Doctor
 
     if resolved is None:
         return skip_rest("the settings are not usable")
-    values = Settings.from_resolved(resolved).model_copy(
-        update={"max_attempts": min(2, resolved.values["max_attempts"]),
-                "timeout": min(DOCTOR_TIMEOUT, resolved.values["timeout"])})
+    values = resolved.settings.replace(max_attempts=min(2, resolved.values["max_attempts"]),
+                                       timeout=min(DOCTOR_TIMEOUT, resolved.values["timeout"]))
     store = S3Store(values)
     steps: list[tuple[Callable[[], Check], str]] = [
         (lambda: check_identity(values), "no usable credentials"),

@@ -1,4 +1,4 @@
-"""Wire framing of git-lfs's custom transfer protocol: one JSON object per line.
+"""Framing of git-lfs's custom transfer protocol: one JSON object per line.
 
 Reading tolerates anything (bad UTF-8, bad JSON, endless lines) and turns it
 into ``BadRequest``; writing emits exactly one compact, newline-terminated,
@@ -28,6 +28,8 @@ def decode_line(line: bytes) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"request line is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:  # integers past Python's digit limit, nesting past the stack
+        raise BadRequest(f"request line is not usable JSON ({type(exc).__name__}: {str(exc)[:100]})") from None
     if not isinstance(value, dict):
         raise BadRequest(f"request must be a JSON object, got {type(value).__name__}")
     return value

@@ -5,20 +5,23 @@ and at end of file checks the bytes against the oid and size. A mismatch raises
 before the last byte is handed to the HTTP layer, so S3 never receives a complete
 body and no object with the wrong content is created, even on stores that do not
 check ``x-amz-checksum-sha256``. ``multipart_upload`` and ``ranged_download`` move large
-objects in parallel parts with bounded memory; botocore errors are handed to the
-store's ``translate`` so that retry decisions and messages stay at the store boundary.
+objects in parallel parts with bounded memory; ``fetch`` is the one download path (the
+store's objects, linked originals, ``verify --deep``, ``link --hash-missing``).
+
+Every request goes through ``client.S3Client`` (translation and retries); what must go on
+after a response (a body that breaks off, bytes that fail their SHA-256) shares the
+request's ``retry.Attempts`` budget. Errors writing the local file are ``LocalFileError``
+(code 41), never retried as network errors.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import io
 import itertools
 import logging
 import os
-import random
 import threading
 import time
 from collections import deque
@@ -26,10 +29,15 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
-from lfs_s3_agent.errors import AgentError, Code, IntegrityError
+from lfs_s3_agent.errors import AgentError, Code, IntegrityError, LocalFileError
 from lfs_s3_agent.progress import ProgressReporter
+from lfs_s3_agent.s3.keys import b64sha256
+from lfs_s3_agent.s3.retry import Attempts
+
+if TYPE_CHECKING:
+    from lfs_s3_agent.s3.client import S3Client
 
 CHUNK = 1 << 20
 
@@ -51,6 +59,7 @@ class HashingReader(io.RawIOBase):
         self._hash = hashlib.sha256()
         self._pos = 0
         self._counted = 0  # bytes already reported to progress (reads may repeat after a seek)
+        self.failure: AgentError | None = None  #: why reading stopped (the HTTP layer may wrap what we raise)
 
     def readable(self) -> bool:
         return True
@@ -86,7 +95,12 @@ class HashingReader(io.RawIOBase):
             self._verify(extra=self._file.read(1))
             return b""
         want = remaining if n is None or n < 0 else min(n, remaining)
-        data = self._file.read(want)
+        try:
+            data = self._file.read(want)
+        except OSError as exc:
+            self.failure = LocalFileError(f"{self._label}: cannot read the object to upload ({exc.strerror or exc}); "
+                                          "nothing was stored")
+            raise self.failure from None
         self._hash.update(data)
         self._pos += len(data)
         if self._progress is not None and self._pos > self._counted:
@@ -102,6 +116,13 @@ class HashingReader(io.RawIOBase):
         return len(data)
 
     def _verify(self, extra: bytes) -> None:
+        try:
+            self._check(extra)
+        except AgentError as exc:
+            self.failure = exc
+            raise
+
+    def _check(self, extra: bytes) -> None:
         if self._pos != self._size or extra:
             raise IntegrityError(
                 f"{self._label}: the local file changed size while being uploaded "
@@ -195,13 +216,6 @@ class PartBody(io.RawIOBase):
         return len(data)
 
 
-Translate = Callable[[BaseException], AgentError]
-
-
-def b64sha256(data: bytes | bytearray | memoryview) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
-
-
 @dataclass
 class UploadStats:
     parts_sent: int = 0
@@ -210,33 +224,47 @@ class UploadStats:
     raced: bool = False  #: another push stored the object first; ours was not needed
 
 
-def precondition_failed(exc: BaseException) -> bool:
+def precondition_failed(err: AgentError) -> bool:
     """Did S3 refuse a conditional request (If-None-Match / If-Match) with 412?"""
-    response = getattr(exc, "response", None) or {}
-    code = response.get("Error", {}).get("Code")
-    return code in ("PreconditionFailed", "412") or response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412
+    return err.status == 412 or err.s3_code in ("PreconditionFailed", "412")
 
 
-def _aborted(client: Any, bucket: str, key: str, upload_id: str) -> None:
-    with contextlib.suppress(Exception):  # best effort: gc also aborts stale uploads
+def _aborted(client: S3Client, bucket: str, key: str, upload_id: str) -> None:
+    with contextlib.suppress(AgentError):  # best effort: gc also aborts stale uploads
         client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
 
-def find_resumable(client: Any, bucket: str, key: str, stale_after: float,
-                   translate: Translate) -> tuple[str | None, dict[int, dict[str, Any]]]:
+def paginate(client: S3Client, op: str, items: str, **args: Any) -> list[dict[str, Any]]:
+    """Every ``items`` entry of a listing operation, page after page (each page retried on its own)."""
+    out: list[dict[str, Any]] = []
+    markers: dict[str, Any] = {}
+    follow = {"list_multipart_uploads": (("NextKeyMarker", "KeyMarker"), ("NextUploadIdMarker", "UploadIdMarker")),
+              "list_parts": (("NextPartNumberMarker", "PartNumberMarker"),),
+              "list_objects_v2": (("NextContinuationToken", "ContinuationToken"),)}[op]
+    while True:
+        page = client.call(op, **args, **markers)
+        out.extend(page.get(items, []))
+        if not page.get("IsTruncated"):
+            return out
+        markers = {to: page[frm] for frm, to in follow if page.get(frm)}
+        if not markers:
+            return out
+
+
+def find_resumable(client: S3Client, bucket: str, key: str,
+                   stale_after: float) -> tuple[str | None, dict[int, dict[str, Any]]]:
     """The newest unfinished upload of ``key`` and its parts.
 
     Uploads older than ``stale_after`` seconds are aborted instead (0: none is ever stale).
     """
     try:
-        uploads = [u for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key)
-                   for u in page.get("Uploads", []) if u["Key"] == key]
-    except Exception as exc:
-        err = translate(exc)
+        uploads = [u for u in paginate(client, "list_multipart_uploads", "Uploads", Bucket=bucket, Prefix=key)
+                   if u["Key"] == key]
+    except AgentError as err:
         if err.code in (Code.ACCESS_DENIED, Code.S3_ERROR):  # e.g. no s3:ListBucketMultipartUploads
             log.info("%s: cannot list unfinished uploads (%s); starting afresh", key, err.message)
             return None, {}
-        raise err from None
+        raise
     fresh = []
     for upload in uploads:
         if stale_after and time.time() - upload["Initiated"].timestamp() > stale_after:
@@ -249,10 +277,9 @@ def find_resumable(client: Any, bucket: str, key: str, stale_after: float,
     upload_id = max(fresh, key=lambda u: u["Initiated"])["UploadId"]
     try:
         parts = {p["PartNumber"]: p
-                 for page in client.get_paginator("list_parts").paginate(Bucket=bucket, Key=key, UploadId=upload_id)
-                 for p in page.get("Parts", [])}
-    except Exception as exc:
-        log.info("%s: cannot list parts of %s (%s); starting afresh", key, upload_id, translate(exc).message)
+                 for p in paginate(client, "list_parts", "Parts", Bucket=bucket, Key=key, UploadId=upload_id)}
+    except AgentError as err:
+        log.info("%s: cannot list parts of %s (%s); starting afresh", key, upload_id, err.message)
         return None, {}
     return upload_id, parts
 
@@ -266,9 +293,9 @@ def _same_part(listed: dict[str, Any], data: bytes, checksum: str) -> bool:
     return bool(str(listed.get("ETag", "")).strip('"') == hashlib.md5(data).hexdigest())
 
 
-def multipart_upload(client: Any, *, bucket: str, key: str, oid: str, path: Path, plan: PartPlan,
-                     progress: ProgressReporter, translate: Translate, create_args: dict[str, Any],
-                     stale_after: float, only_if_absent: bool = False) -> UploadStats:
+def multipart_upload(client: S3Client, *, bucket: str, key: str, oid: str, path: Path, plan: PartPlan,
+                     progress: ProgressReporter, create_args: dict[str, Any], stale_after: float,
+                     only_if_absent: bool = False) -> UploadStats:
     """Upload ``path`` in parallel parts, each checked by S3 against its SHA-256; resume where possible.
 
     The file is read once, in order, by this thread, which hashes the whole object; worker
@@ -278,13 +305,10 @@ def multipart_upload(client: Any, *, bucket: str, key: str, oid: str, path: Path
     upload open so that the next push resumes it.
     """
     stats = UploadStats()
-    upload_id, listed = find_resumable(client, bucket, key, stale_after, translate)
+    upload_id, listed = find_resumable(client, bucket, key, stale_after)
     if upload_id is None:
-        try:
-            upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256",
-                                                       **create_args)["UploadId"]
-        except Exception as exc:
-            raise translate(exc) from None
+        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256",
+                                                   **create_args)["UploadId"]
     else:
         log.info("%s: resuming upload %s (%d parts already in S3)", key, upload_id, len(listed))
     stats.upload_id = upload_id
@@ -300,8 +324,10 @@ def multipart_upload(client: Any, *, bucket: str, key: str, oid: str, path: Path
                                       ChecksumSHA256=checksum, ChecksumAlgorithm="SHA256")
             done[number] = {"PartNumber": number, "ETag": resp["ETag"], "ChecksumSHA256": checksum}
             stats.parts_sent += 1
-        except BaseException as exc:
-            failures.append(translate(exc))
+        except AgentError as exc:
+            failures.append(exc)
+        except Exception as exc:  # a bug: reported for this object, never a hang
+            failures.append(AgentError(f"{key}: part {number} failed: {type(exc).__name__}: {exc}"))
         finally:
             slots.release()
 
@@ -312,7 +338,11 @@ def multipart_upload(client: Any, *, bucket: str, key: str, oid: str, path: Path
             if failures:
                 slots.release()
                 break
-            data = fh.read(length)
+            try:
+                data = fh.read(length)
+            except OSError as exc:
+                slots.release()
+                raise LocalFileError(f"{path}: cannot read the object to upload ({exc.strerror})") from None
             whole.update(data)
             if len(data) != length:
                 slots.release()
@@ -348,47 +378,54 @@ def multipart_upload(client: Any, *, bucket: str, key: str, oid: str, path: Path
         client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
                                          MultipartUpload={"Parts": parts},
                                          **({"IfNoneMatch": "*"} if only_if_absent else {}))
-    except Exception as exc:
+    except AgentError:
         # Another push of the same oid may have stored it first, or completed this very upload.
         if completed_elsewhere(client, bucket, key, plan.size, oid):
             _aborted(client, bucket, key, upload_id)
             stats.raced = True
             return stats
-        raise translate(exc) from None
+        raise
     return stats
 
 
-def completed_elsewhere(client: Any, bucket: str, key: str, size: int, oid: str) -> bool:
+def completed_elsewhere(client: S3Client, bucket: str, key: str, size: int, oid: str) -> bool:
     """Is the object now stored, with our size and recorded oid (by another agent)?"""
     try:
         head = client.head_object(Bucket=bucket, Key=key)
-    except Exception:
+    except AgentError:
         return False
     return int(head["ContentLength"]) == size and head.get("Metadata", {}).get("sha256") == oid
 
 
-def stream_download(client: Any, *, bucket: str, key: str, size: int, sink: IO[bytes], progress: ProgressReporter,
-                    translate: Translate, max_attempts: int, extra: dict[str, Any], etag: str | None) -> str:
+def _write(sink: IO[bytes], chunk: bytes) -> None:
+    try:
+        sink.write(chunk)
+    except OSError as exc:
+        raise LocalFileError(f"cannot write the download to disk ({exc.strerror or exc}); check free space and "
+                             "permissions in .git/lfs") from None
+
+
+def stream_download(client: S3Client, *, bucket: str, key: str, size: int, sink: IO[bytes],
+                    progress: ProgressReporter, attempts: Attempts, extra: dict[str, Any], etag: str | None) -> str:
     """Stream an object into ``sink``; return its SHA-256. A body cut off mid-stream is resumed.
 
-    botocore retries failed requests, but not a body that breaks off mid-stream: that is
-    resumed here with a ranged GET pinned to the same ETag, so a changed object cannot be
-    spliced onto the bytes already written.
+    A body that breaks off mid-stream is resumed with a ranged GET pinned to the same ETag, so a
+    changed object cannot be spliced onto the bytes already written; every GET, first or resumed,
+    spends one attempt of ``attempts``.
     """
     hasher = hashlib.sha256()
     written = 0
-    attempt = 0
     while True:
         args: dict[str, Any] = {"Bucket": bucket, "Key": key, **extra}
         if etag:
             args["IfMatch"] = etag
         if written:
             args["Range"] = f"bytes={written}-"
+        resp = client.get_object(attempts=attempts, **args)
+        etag = etag or resp.get("ETag")
         try:
-            resp = client.get_object(**args)
-            etag = etag or resp.get("ETag")
             for chunk in resp["Body"].iter_chunks(CHUNK):
-                sink.write(chunk)
+                _write(sink, chunk)
                 hasher.update(chunk)
                 written += len(chunk)
                 if written > size:
@@ -396,19 +433,19 @@ def stream_download(client: Any, *, bucket: str, key: str, size: int, sink: IO[b
                                          "it does not match the oid")
                 progress.add(len(chunk))
             return hasher.hexdigest()
+        except AgentError:
+            raise
         except Exception as exc:
-            err = translate(exc)
-            attempt += 1
-            if not getattr(err, "transient", False) or attempt >= max_attempts:
+            err = client.error(exc, bucket, key)
+            if not err.transient or attempts.left <= 0:
                 raise err from None
-            log.warning("s3://%s/%s: %s; resuming at byte %d (attempt %d)", bucket, key, err.message, written,
-                        attempt + 1)
-            time.sleep(backoff(attempt))
+            log.warning("s3://%s/%s: %s; resuming at byte %d", bucket, key, err.message, written)
+            attempts.wait()
 
 
-def ranged_download(client: Any, *, bucket: str, key: str, fd: int, plan: PartPlan, progress: ProgressReporter,
-                    translate: Translate, max_attempts: int, extra: dict[str, Any] | None = None,
-                    etag: str | None = None) -> str:
+def ranged_download(client: S3Client, *, bucket: str, key: str, fd: int, plan: PartPlan,
+                    progress: ProgressReporter, max_attempts: int, extra: dict[str, Any] | None = None,
+                    etag: str | None = None, attempts: Attempts | None = None) -> str:
     """Fetch the object in parallel ranges written at their offsets; return the SHA-256 of it all.
 
     The first range comes alone and its ETag pins every other range (``If-Match``), so bytes of
@@ -432,15 +469,16 @@ def ranged_download(client: Any, *, bucket: str, key: str, fd: int, plan: PartPl
         """One range into ``view``, written at its offset as it arrives; ``view`` is returned for hashing."""
         length = len(view)
         counted = 0
-        attempt = 0
+        # Each range has its own budget; the first shares the caller's (it decides whether to go on).
+        budget = attempts if offset == 0 and attempts is not None else Attempts(max_attempts)
         while True:
             args: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes={offset}-{offset + length - 1}",
                                     **(extra or {})}
             if pinned:
                 args["IfMatch"] = pinned[0]
             got = 0
+            resp = client.get_object(attempts=budget, **args)
             try:
-                resp = client.get_object(**args)
                 total = str(resp.get("ContentRange", "")).rpartition("/")[2]
                 if total.isdigit() and int(total) != plan.size:
                     raise IntegrityError(f"s3://{bucket}/{key}: the stored object has {total} bytes, expected "
@@ -450,21 +488,25 @@ def ranged_download(client: Any, *, bucket: str, key: str, fd: int, plan: PartPl
                 readinto = _reader(resp["Body"])
                 while got < length and (n := readinto(view[got:got + CHUNK])):
                     with write_lock:
-                        _pwrite_all(fd, view[got:got + n], offset + got)
+                        try:
+                            _pwrite_all(fd, view[got:got + n], offset + got)
+                        except OSError as exc:
+                            raise LocalFileError(f"cannot write the download to disk ({exc.strerror or exc}); "
+                                                 "check free space and permissions in .git/lfs") from None
                     got += n
                     if got > counted:  # a retried range counts only bytes beyond its last attempt
                         progress.add(got - counted)
                         counted = got
                 if readinto(memoryview(bytearray(1))):
                     got += 1
+            except AgentError:
+                raise
             except Exception as exc:
-                err = translate(exc)
-                attempt += 1
-                if not getattr(err, "transient", False) or attempt >= max_attempts:
+                err = client.error(exc, bucket, key)
+                if not err.transient or budget.left <= 0:
                     raise err from None
-                log.warning("s3://%s/%s: %s; retrying range at %d (attempt %d)", bucket, key, err.message,
-                            offset, attempt + 1)
-                time.sleep(backoff(attempt))
+                log.warning("s3://%s/%s: %s; retrying the range at %d", bucket, key, err.message, offset)
+                budget.wait()
                 continue
             if got != length:
                 raise IntegrityError(f"s3://{bucket}/{key}: range at {offset} returned {got} bytes, expected "
@@ -573,11 +615,6 @@ def _direct_reader(body: Any) -> Callable[[memoryview], int] | None:
     return readinto
 
 
-def backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> float:
-    """Full-jitter exponential backoff (seconds) before retry number ``attempt``."""
-    return random.uniform(0, min(cap, base * (2 ** attempt)))
-
-
 @dataclass(frozen=True)
 class Knobs:
     """The transfer settings the byte movers need (a subset of ``config.Settings``)."""
@@ -596,16 +633,48 @@ class Knobs:
         return cls(get("multipart_threshold"), get("part_size"), get("concurrency"), get("max_attempts"))
 
 
-def fetch(client: Any, *, bucket: str, key: str, size: int, sink: IO[bytes], progress: ProgressReporter,
-          translate: Translate, knobs: Knobs, version_id: str | None = None, etag: str | None = None) -> str:
-    """Download an object into ``sink`` (one stream, or parallel ranges when large); return its SHA-256."""
+def fetch(client: S3Client, *, bucket: str, key: str, size: int, sink: IO[bytes], progress: ProgressReporter,
+          knobs: Knobs, version_id: str | None = None, etag: str | None = None, expect: str | None = None) -> str:
+    """Download an object into ``sink`` (one stream, or parallel ranges when large); return its SHA-256.
+
+    ``sink`` must be a real file when the object is large (ranges are written at their offsets).
+    With ``expect`` (the oid), bytes that do not hash to it are downloaded afresh once, within
+    the same attempt budget: a mismatch can be damage in transit (a proxy, a flaky link) rather
+    than at rest. The caller still checks the digest it gets.
+    """
     extra = {"VersionId": version_id} if version_id else {}
-    if size > knobs.multipart_threshold:
-        sink.flush()
-        return ranged_download(
-            client, bucket=bucket, key=key, fd=sink.fileno(),
-            plan=PartPlan.make(size, knobs.part_size, knobs.concurrency, minimum=1), progress=progress,
-            translate=translate, max_attempts=knobs.max_attempts, extra=extra, etag=etag,
-        )
-    return stream_download(client, bucket=bucket, key=key, size=size, sink=sink, progress=progress,
-                           translate=translate, max_attempts=knobs.max_attempts, extra=extra, etag=etag)
+    attempts = Attempts(knobs.max_attempts)
+    afresh = expect is not None  # one fresh download is allowed after bytes that fail a check
+    while True:
+        try:
+            if size > knobs.multipart_threshold:
+                sink.flush()
+                digest = ranged_download(
+                    client, bucket=bucket, key=key, fd=sink.fileno(),
+                    plan=PartPlan.make(size, knobs.part_size, knobs.concurrency, minimum=1), progress=progress,
+                    max_attempts=knobs.max_attempts, extra=extra, etag=etag, attempts=attempts,
+                )
+            else:
+                digest = stream_download(client, bucket=bucket, key=key, size=size, sink=sink, progress=progress,
+                                         attempts=attempts, extra=extra, etag=etag)
+        except AgentError as err:
+            # Bytes damaged on the way (a response checksum, a short or long body): once more, afresh.
+            if err.code != Code.INTEGRITY or not afresh or attempts.left <= 0 or not _rewind(sink):
+                raise
+            log.warning("%s; downloading it once more", err.message)
+        else:
+            if expect is None or digest == expect or not afresh or attempts.left <= 0 or not _rewind(sink):
+                return digest
+            log.warning("s3://%s/%s: the downloaded bytes hash to %s, not %s; downloading it once more", bucket,
+                        key, digest, expect)
+        afresh = False
+
+
+def _rewind(sink: IO[bytes]) -> bool:
+    """Empty ``sink`` for a fresh download; False when it cannot be (not a file)."""
+    try:
+        sink.seek(0)
+        sink.truncate()
+        return True
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -1,0 +1,229 @@
+"""Linked mode as a store: ``LinkedStore`` wraps a content-addressed ``S3Store``.
+
+A linked object's bytes stay in their original; the LFS store keeps a link record instead
+(``links.LinkRecord``). The wrapper implements the same ``ObjectStore`` contract:
+
+- upload of an oid this clone has a link record for: the record goes to the store instead of
+  the bytes;
+- download: the store's own object first; when it has none, the link record (this clone's,
+  else the store's) and the original, fetched pinned to the linked version (version id, else
+  ETag) with the store's transfer settings. A record read from the store is kept in this clone
+  only once the original's bytes hashed to the oid.
+
+One pass through the layers: the inner store never calls back here. ``LocalLinks`` are this
+clone's records, ``StoreRecords`` the store's; ``SourceClients`` makes one client per source
+bucket configuration, through the S3 layer's one factory. pydantic (``links.LinkRecord``) is
+imported only when a record is read or written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from lfs_s3_agent import settings as settings_mod
+from lfs_s3_agent.errors import AgentError, Code, StoreError
+from lfs_s3_agent.progress import ProgressReporter
+from lfs_s3_agent.s3.keys import b64sha256, link_key
+
+if TYPE_CHECKING:
+    from lfs_s3_agent.links import LinkRecord
+    from lfs_s3_agent.s3.client import S3Client
+    from lfs_s3_agent.settings import Settings, SourceSettings
+    from lfs_s3_agent.store import S3Store
+
+log = logging.getLogger(__name__)
+
+
+def local_links_dir(common_dir: Path) -> Path:
+    return common_dir / "lfs-s3-agent" / "links"
+
+
+class LocalLinks:
+    """The link records this clone knows, one JSON file per oid."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path(self, oid: str) -> Path:
+        return self.directory / f"{oid}.json"
+
+    def get(self, oid: str) -> LinkRecord | None:
+        try:
+            data = self.path(oid).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read link record {self.path(oid)}: {exc}", code=Code.LOCAL_FILE) from None
+        from lfs_s3_agent.links import LinkRecord  # pydantic: paid for only when a record is read
+
+        record = LinkRecord.from_json(data, where=str(self.path(oid)))
+        if record.oid != oid:
+            raise StoreError(f"{self.path(oid)}: link record is for another oid", code=Code.LINK_BROKEN)
+        return record
+
+    def put(self, record: LinkRecord) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(record.to_json())
+            os.replace(tmp, self.path(record.oid))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def remove(self, oid: str) -> None:
+        self.path(oid).unlink(missing_ok=True)
+
+    def any(self) -> bool:
+        return self.directory.is_dir() and any(self.directory.glob("*.json"))
+
+
+class SourceClients:
+    """One S3 client per source configuration, made once (from the one client factory)."""
+
+    def __init__(self, store: Settings, counter: dict[str, int] | None = None, *, pool: int = 32) -> None:
+        self.store = store
+        self.counter = counter
+        self.pool = pool
+        self._clients: dict[SourceSettings, S3Client] = {}
+
+    def get(self, source: SourceSettings) -> S3Client:
+        if source not in self._clients:
+            from lfs_s3_agent.s3.client import ClientSpec, make_client
+
+            self._clients[source] = make_client(ClientSpec.for_source(source, self.store, pool=self.pool),
+                                                counter=self.counter)
+        return self._clients[source]
+
+    def for_record(self, record: LinkRecord, cwd: str | None = None) -> tuple[SourceSettings, S3Client]:
+        source = settings_mod.source_settings(record.bucket, hints=record.hints(), cwd=cwd)
+        return source, self.get(source)
+
+
+class StoreRecords:
+    """Link records kept in the LFS store, next to its objects."""
+
+    def __init__(self, store: S3Store) -> None:
+        self.store = store
+
+    def key(self, oid: str) -> str:
+        return link_key(self.store.settings.prefix, oid)
+
+    def url(self, oid: str) -> str:
+        return self.store.url(self.key(oid))
+
+    def get(self, oid: str) -> LinkRecord | None:
+        from lfs_s3_agent.links import LinkRecord
+
+        key = self.key(oid)
+        try:
+            resp = self.store.client.get_object(Bucket=self.store.settings.bucket, Key=key)
+            body = resp["Body"].read(1 << 20)
+        except AgentError as err:
+            if err.code == Code.NOT_FOUND:
+                return None
+            raise
+        except Exception as exc:
+            raise self.store.client.error(exc, self.store.settings.bucket, key) from None
+        record = LinkRecord.from_json(body, where=self.url(oid))
+        if record.oid != oid:
+            raise StoreError(f"{self.url(oid)}: link record is for another oid", code=Code.LINK_BROKEN)
+        return record
+
+    def put(self, record: LinkRecord) -> None:
+        body = record.to_json()
+        self.store.client.put_object(Bucket=self.store.settings.bucket, Key=self.key(record.oid), Body=body,
+                                     ContentType="application/json", ChecksumSHA256=b64sha256(body))
+
+    def exists(self, oid: str) -> bool:
+        try:
+            self.store.client.head_object(Bucket=self.store.settings.bucket, Key=self.key(oid))
+            return True
+        except AgentError as err:
+            if err.code == Code.NOT_FOUND:
+                return False
+            raise
+
+
+class LinkedStore:
+    """An ``ObjectStore`` that serves linked objects from their originals, around an ``S3Store``."""
+
+    def __init__(self, inner: S3Store, local: LocalLinks | None, *, sources: SourceClients | None = None) -> None:
+        self.inner = inner
+        self.local = local
+        self.records = StoreRecords(inner)
+        self.sources = sources or SourceClients(inner.settings, inner.requests)
+
+    def local_record(self, oid: str) -> LinkRecord | None:
+        return self.local.get(oid) if self.local is not None else None
+
+    @property
+    def requests(self) -> dict[str, int]:
+        return self.inner.requests
+
+    @property
+    def settings(self) -> Settings:
+        return self.inner.settings
+
+    def describe(self, oid: str) -> str:
+        record = self.local_record(oid)
+        if record is not None:
+            return f"linked original {record.describe()}"
+        return self.inner.describe(oid)
+
+    def stat(self, oid: str) -> int | None:
+        size = self.inner.stat(oid)
+        if size is not None:
+            return size
+        record = self.local_record(oid) or self.records.get(oid)
+        return record.size if record is not None and self.records.exists(oid) else None
+
+    def upload(self, oid: str, size: int, path: Path, progress: ProgressReporter) -> bool:
+        record = self.local_record(oid)
+        if record is None:
+            return self.inner.upload(oid, size, path, progress)
+        # A linked object's bytes stay in the original: the push records the link instead.
+        self.records.put(record)
+        progress.finish()
+        return False
+
+    def download(self, oid: str, size: int, sink: IO[bytes], progress: ProgressReporter) -> str:
+        record = self.local_record(oid)
+        if record is not None:
+            return self.fetch_original(record, size, sink, progress)
+        try:
+            return self.inner.download(oid, size, sink, progress)
+        except AgentError as err:
+            if err.code != Code.NOT_FOUND:
+                raise
+            record = self.records.get(oid)
+            if record is None:
+                raise
+        digest = self.fetch_original(record, size, sink, progress)
+        if digest == oid and self.local is not None:
+            self.local.put(record)  # trusted only now: its original gave the right bytes
+        return digest
+
+    def fetch_original(self, record: LinkRecord, size: int, sink: IO[bytes], progress: ProgressReporter,
+                       cwd: str | None = None) -> str:
+        """Fetch a linked object's bytes from its original, pinned to the linked version."""
+        from lfs_s3_agent.links import broken_link
+        from lfs_s3_agent.s3.transfer import Knobs, fetch
+
+        if record.size != size:
+            raise StoreError(f"link record for {record.oid} says {record.size} bytes, the pointer {size}: "
+                             "relink the file", code=Code.LINK_BROKEN)
+        _, client = self.sources.for_record(record, cwd)
+        try:
+            return fetch(client, bucket=record.bucket, key=record.key, size=size, sink=sink, progress=progress,
+                         knobs=Knobs.of(self.settings), version_id=record.version_id,
+                         etag=None if record.version_id else record.etag, expect=record.oid)
+        except AgentError as err:
+            raise broken_link(record, err) from None
+
+

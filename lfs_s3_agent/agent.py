@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from lfs_s3_agent import lfsdirs
-from lfs_s3_agent.errors import AgentError, BadRequest, Code, ConfigError, LocalFileError
+from lfs_s3_agent.errors import AgentError, BadRequest, Code, ConfigError, LocalFileError, printable
 from lfs_s3_agent.progress import ProgressReporter
 from lfs_s3_agent.protocol.framing import LineReader, LineWriter, decode_line
 from lfs_s3_agent.protocol.lfs import TERMINATE, TRANSFER_EVENTS, InitRequest, error_reply
@@ -125,7 +125,7 @@ class Agent:
         except BadRequest as exc:
             return error_reply(exc.code, exc.message)
         if self.config_error is not None:
-            return error_reply(Code.CONFIG, f"lfs-s3-agent: {self.config_error.message}")
+            return error_reply(Code.CONFIG, printable(f"lfs-s3-agent: {self.config_error.message}"))
         self.init = request
         log.debug("init: %s", request)
         return {}
@@ -156,11 +156,13 @@ class Agent:
             return CompleteEvent(oid=oid, path=self._download(request, progress))
         except AgentError as exc:
             log.error("%s %s failed: [%d] %s", request.event, oid, exc.code, exc.message)
-            return CompleteEvent.failed(oid, exc.code, exc.message)
+            # git-lfs prints the message as it is: nothing the store controls may reach the terminal raw.
+            return CompleteEvent.failed(oid, exc.code, printable(exc.message, keep_newlines=False))
         except Exception as exc:  # a bug: report it for this object and keep serving
             log.exception("%s %s failed unexpectedly", request.event, oid)
-            return CompleteEvent.failed(oid, Code.INTERNAL, f"internal error ({type(exc).__name__}: "
-                                        f"{exc}); please report it with the output of GIT_TRACE=1")
+            return CompleteEvent.failed(oid, Code.INTERNAL, printable(
+                f"internal error ({type(exc).__name__}: {exc}); please report it with the output of GIT_TRACE=1",
+                keep_newlines=False))
 
     def _upload(self, request: UploadRequest, progress: ProgressReporter) -> None:
         path = Path(request.path)

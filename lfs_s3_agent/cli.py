@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lfs_s3_agent import __version__, settings
-from lfs_s3_agent.errors import AgentError, ConfigError, GitError
+from lfs_s3_agent.errors import AgentError, ConfigError, GitError, printable
 
 log = logging.getLogger("lfs_s3_agent")
 
@@ -42,10 +42,10 @@ def emit(report: Any, as_json: bool) -> int:
         print(json.dumps(report.to_json(), indent=2))
     else:
         for line in report.render():
-            print(line)
+            print(printable(line))
         sys.stdout.flush()
         for note in getattr(report, "notes", ()):
-            print(note, file=sys.stderr)
+            print(printable(note), file=sys.stderr)
     return int(getattr(report, "exit_status", 0))
 
 
@@ -285,7 +285,10 @@ def _gc_args(p: argparse.ArgumentParser) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="list what would be deleted (the default)")
     mode.add_argument("--force", action="store_true", help="really delete")
-    p.add_argument("--grace", default="7d", help="keep objects newer than this (default 7d; s/m/h/d/w)")
+    p.add_argument("--grace", default="7d", help="keep objects newer than this (default 7d; s/m/h/d/w); at least "
+                   "1h unless --allow-short-grace")
+    p.add_argument("--allow-short-grace", action="store_true",
+                   help="allow --grace under 1h (only when no push can be under way: its new objects would go)")
     p.add_argument("--max-requests", type=int, metavar="N", help="stop before making more than N S3 requests")
     p.add_argument("--keep-from", metavar="FILE", help="also keep these oids (one per line, # comments; - for stdin)")
     add_json(p)
@@ -296,7 +299,7 @@ def run_gc(args: argparse.Namespace) -> int:
     from lfs_s3_agent.commands.gc import gc
 
     return emit(gc(setting_flags(args), force=args.force, grace=args.grace, max_requests=args.max_requests,
-                   keep_from=args.keep_from, quiet=args.json), args.json)
+                   keep_from=args.keep_from, quiet=args.json, allow_short_grace=args.allow_short_grace), args.json)
 
 
 def _ls_args(p: argparse.ArgumentParser) -> None:
@@ -505,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except AgentError as exc:
-        print(f"lfs-s3-agent: error: {exc.message}", file=sys.stderr)
+        print(printable(f"lfs-s3-agent: error: {exc.message}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -518,11 +521,18 @@ def setup_logging(log_file: str | None, level: str | None) -> None:
     level = level or os.environ.get("LFS_S3_LOG_LEVEL") or ("info" if trace else "warning")
     log_file = log_file or os.environ.get("LFS_S3_LOG_FILE")
     handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"lfs-s3-agent[{os.getpid()}] %(levelname)s %(message)s"))
+    handler.setFormatter(SafeFormatter(f"lfs-s3-agent[{os.getpid()}] %(levelname)s %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.WARNING))
     logging.getLogger("botocore").setLevel(logging.WARNING)  # its debug output could leak request details
+
+
+class SafeFormatter(logging.Formatter):
+    """Log lines with control characters escaped: messages carry keys and errors the store controls."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
 
 
 def _on_signal(signum: int, _frame: object) -> None:

@@ -97,3 +97,17 @@ class Cancelled(BaseException):
     A BaseException, like KeyboardInterrupt, so that no retry loop or per-object error
     handler mistakes it for a failure worth reporting or retrying.
     """
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0, 9), *range(11, 32), 127)}
+_CONTROL.update({c: f"\\u{c:04x}" for c in range(0x80, 0xA0)})  # C1 controls (CSI is 0x9b)
+
+
+def printable(text: str, *, keep_newlines: bool = True) -> str:
+    """``text`` with control characters escaped (``\\x1b``), safe for a terminal, git-lfs's output or a log.
+
+    Strings the store controls (keys, link records, S3 error messages) end up in messages; an escape
+    sequence in one must not reach the user's terminal as it is.
+    """
+    table = _CONTROL if keep_newlines else {**_CONTROL, 10: "\\n"}
+    return text.translate(table)

@@ -56,14 +56,6 @@ def repo_paths(cwd: str | os.PathLike[str] | None = None) -> RepoPaths:
     return RepoPaths(git_dir=Path(lines[0]), common_dir=Path(lines[1]), toplevel=toplevel)
 
 
-def lfs_storage_dir(paths: RepoPaths, lfs_storage: str | None) -> Path:
-    """git-lfs's storage dir: ``lfs.storage`` (relative to the common dir) or ``<common>/lfs``."""
-    if lfs_storage:
-        storage = Path(os.path.expanduser(lfs_storage))
-        return storage if storage.is_absolute() else paths.common_dir / storage
-    return paths.common_dir / "lfs"
-
-
 def read_config(pattern: str, cwd: str | os.PathLike[str] | None = None,
                 scope: str | None = None) -> list[tuple[str, str]]:
     """All (key, value) pairs whose key matches the regex, in git's precedence order (last wins)."""

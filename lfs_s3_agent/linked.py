@@ -101,8 +101,26 @@ class SourceClients:
         return self._clients[source]
 
     def for_record(self, record: LinkRecord, cwd: str | None = None) -> tuple[SourceSettings, S3Client]:
+        """The client for a record's original. The record's endpoint is a hint, trusted only when it is the
+        store's endpoint, AWS's, or the one the user configured for that bucket; credentials never go to a
+        host that only a record named (``StoreError`` code 51 names the command that trusts it).
+        """
+        configured = settings_mod.source_settings(record.bucket, cwd=cwd)  # flags aside: git config, env
+        hinted = record.endpoint_url
+        if hinted and not configured.endpoint_url and not self.trusts(hinted):
+            raise StoreError(
+                f"the link record for {record.oid} ({record.url}) names the endpoint {hinted}, which is neither "
+                "this store's, AWS's, nor one you configured: nothing was sent there. If you trust it, run "
+                f"`git config lfs-s3-source.{record.bucket}.endpoint-url {hinted}`", code=Code.LINK_BROKEN)
         source = settings_mod.source_settings(record.bucket, hints=record.hints(), cwd=cwd)
         return source, self.get(source)
+
+    def trusts(self, endpoint: str) -> bool:
+        """Is this endpoint one the user pointed credentials at: the store's, or AWS's own?"""
+        from lfs_s3_agent.s3.client import ClientSpec, is_aws_endpoint
+
+        store = ClientSpec.for_store(self.store).custom_endpoint
+        return is_aws_endpoint(endpoint) or (store is not None and endpoint.rstrip("/") == store.rstrip("/"))
 
 
 class StoreRecords:
@@ -187,7 +205,15 @@ class LinkedStore:
         record = self.local_record(oid)
         if record is None:
             return self.inner.upload(oid, size, path, progress)
-        # A linked object's bytes stay in the original: the push records the link instead.
+        # A linked object's bytes stay in the original: the push records the link instead. A different
+        # record already there is replaced, never silently (the pre-push step says so in git push's output).
+        try:
+            there = self.records.get(oid)
+        except AgentError:
+            there = None  # unreadable: replaced by this clone's, which it fetched and checked
+        if there is not None and there != record:
+            log.warning("replacing the store's link record for %s (%s) with this clone's (%s)", oid,
+                        there.describe(), record.describe())
         self.records.put(record)
         progress.finish()
         return False
@@ -195,7 +221,18 @@ class LinkedStore:
     def download(self, oid: str, size: int, sink: IO[bytes], progress: ProgressReporter) -> str:
         record = self.local_record(oid)
         if record is not None:
-            return self.fetch_original(record, size, sink, progress)
+            try:
+                return self.fetch_original(record, size, sink, progress)
+            except AgentError as err:
+                # No stale trust: a local record whose fetch fails gives way to the store's current one.
+                current = self.records.get(oid)
+                if current is None or current == record or not _rewind(sink):
+                    raise
+                log.warning("%s; trying the store's current link record (%s)", err.message, current.describe())
+                digest = self.fetch_original(current, size, sink, progress)
+                if digest == oid and self.local is not None:
+                    self.local.put(current)
+                return digest
         try:
             return self.inner.download(oid, size, sink, progress)
         except AgentError as err:
@@ -227,3 +264,12 @@ class LinkedStore:
             raise broken_link(record, err) from None
 
 
+
+
+def _rewind(sink: IO[bytes]) -> bool:
+    try:
+        sink.seek(0)
+        sink.truncate()
+        return True
+    except (OSError, ValueError):
+        return False

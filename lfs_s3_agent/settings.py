@@ -33,8 +33,16 @@ from lfs_s3_agent.s3glob import BUCKET_RE
 SETTINGS_FILE = ".lfs-s3-agent.toml"
 GIT_SECTION = "lfs-s3-agent"
 ENV_PREFIX = "LFS_S3_"
+#: The endpoint this clone accepted when ``install`` ran ("aws" for none): a committed file that later
+#: names another one (a pull request changed it) is refused at init until ``install`` accepts it.
+ACCEPTED_ENDPOINT_KEY = f"{GIT_SECTION}.accepted-endpoint"
 #: Git config keys of our section that are bookkeeping of ``install``, not settings.
-INTERNAL_GIT_KEYS = frozenset({f"{GIT_SECTION}.lfs-install", f"{GIT_SECTION}.lfs-format-added"})
+INTERNAL_GIT_KEYS = frozenset({f"{GIT_SECTION}.lfs-install", f"{GIT_SECTION}.lfs-format-added",
+                               ACCEPTED_ENDPOINT_KEY})
+#: Settings that describe the user, not the store: a committed file (anyone with a pull request can
+#: change it) must not choose whose credentials sign requests or weaken TLS. As git-lfs ignores
+#: unsafe keys in ``.lfsconfig``, they are ignored there, with a warning.
+USER_ONLY = ("profile", "ca_bundle", "tls_verify")
 
 STORAGE_CLASSES = (
     "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
@@ -240,6 +248,9 @@ class Resolved:
     sources: dict[str, str]
     repo: gitrepo.RepoPaths | None = None
     lfs_storage: str | None = None
+    #: settings ignored, and why (the pre-push hook shows them in `git push`'s output)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    accepted_endpoint: str | None = None  #: what install accepted ("aws" for none), if it ran
 
     @property
     def settings(self) -> Settings:
@@ -254,8 +265,13 @@ NO_BUCKET = ("no bucket is configured: run `lfs-s3-agent install --bucket NAME [
 
 
 def load(flags: Mapping[str, Any] | None = None, *, cwd: str | os.PathLike[str] | None = None,
-         env: Mapping[str, str] | None = None, require_bucket: bool = True) -> Resolved:
-    """Gather, merge and check settings from every source; ConfigError lists every problem."""
+         env: Mapping[str, str] | None = None, require_bucket: bool = True, accept_endpoint: bool = False
+         ) -> Resolved:
+    """Gather, merge and check settings from every source; ConfigError lists every problem.
+
+    ``accept_endpoint`` (what ``install`` does) skips the check that the committed file's endpoint is
+    the one this clone accepted.
+    """
     env = os.environ if env is None else env
     try:
         repo: gitrepo.RepoPaths | None = gitrepo.repo_paths(cwd)
@@ -265,14 +281,25 @@ def load(flags: Mapping[str, Any] | None = None, *, cwd: str | os.PathLike[str] 
     lfs_storage = None
     layers: list[tuple[str, dict[str, Any]]] = []  # lowest precedence first
 
+    warnings: list[str] = []
     if repo is not None and repo.toplevel is not None:
-        layers.append((SETTINGS_FILE, read_settings_file(repo.toplevel / SETTINGS_FILE, problems)))
+        committed = read_settings_file(repo.toplevel / SETTINGS_FILE, problems)
+        for name in USER_ONLY:
+            if name in committed:
+                committed.pop(name)
+                warnings.append(f"{SETTINGS_FILE} sets {name}, which only your own configuration may set: ignored "
+                                f"(set it for this clone with `lfs-s3-agent install {FIELDS_BY_NAME[name].flag} "
+                                "VALUE`, and remove it from the committed file)")
+        layers.append((SETTINGS_FILE, committed))
     by_git_key = {spec.git_key: spec for spec in FIELDS}
     from_git: dict[str, tuple[Any, str]] = {}
+    accepted = None
     pattern = rf"^({re.escape(GIT_SECTION)}\.|lfs\.storage$)"
     for key, value in gitrepo.read_config(pattern, cwd=cwd if repo else None):
         if key == "lfs.storage":
             lfs_storage = value
+        elif key == ACCEPTED_ENDPOINT_KEY:
+            accepted = value
         elif key in INTERNAL_GIT_KEYS:
             continue
         elif key in by_git_key:
@@ -291,9 +318,15 @@ def load(flags: Mapping[str, Any] | None = None, *, cwd: str | os.PathLike[str] 
     values, sources = resolve(FIELDS, raw, problems)
     bucket_invalid = "bucket" in raw and "bucket" not in sources
     problems.extend(cross_field_problems(values, require_bucket=require_bucket and not bucket_invalid))
+    if accepted is not None and not accept_endpoint and sources.get("endpoint_url") == SETTINGS_FILE and \
+            (values.get("endpoint_url") or "aws") != accepted:
+        problems.append(f"{SETTINGS_FILE} now names the endpoint {values['endpoint_url']}, but this clone accepted "
+                        f"{accepted} when `lfs-s3-agent install` ran (a commit changed it): check the change, then "
+                        "run `lfs-s3-agent install` to accept the new endpoint")
     if problems:
         raise ConfigError("invalid settings: " + "; ".join(problems))
-    return Resolved(values=values, sources=sources, repo=repo, lfs_storage=lfs_storage)
+    return Resolved(values=values, sources=sources, repo=repo, lfs_storage=lfs_storage, warnings=warnings,
+                    accepted_endpoint=accepted)
 
 
 def resolve(fields: tuple[FieldSpec, ...], raw: Mapping[str, tuple[Any, str]],

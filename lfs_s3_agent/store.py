@@ -12,12 +12,13 @@ read as "absent": it is diagnosed with a request whose error has a body.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from lfs_s3_agent.errors import AgentError, Code
 from lfs_s3_agent.progress import ProgressReporter
-from lfs_s3_agent.s3.keys import checksum_of, object_key
+from lfs_s3_agent.s3.keys import checksum_of, keep_key, object_key
 
 if TYPE_CHECKING:
     from lfs_s3_agent.s3.client import S3Client
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 # bytes, after init has been answered.
 
 log = logging.getLogger(__name__)
+
+#: gc's shortest grace period without --allow-short-grace (seconds): objects younger than this need
+#: no keep marker when a push skips them, as gc keeps them anyway.
+MIN_GRACE = 3600.0
 
 
 class ObjectStore(Protocol):
@@ -93,14 +98,14 @@ class S3Store:
         found = self._existing(oid)
         if found is None:
             return None
-        size, recorded = found
+        size, recorded, _ = found
         if recorded and recorded != oid:
             log.warning("%s: stored object is recorded as %s; replacing it", self.key(oid), recorded)
             return None
         return size
 
-    def _existing(self, oid: str) -> tuple[int, str | None] | None:
-        """(size, recorded oid) of whatever is stored at the oid's key, or None when nothing is."""
+    def _existing(self, oid: str) -> tuple[int, str | None, float] | None:
+        """(size, recorded oid, last modified as a timestamp) of what is stored at the oid's key, or None."""
         key = self.key(oid)
         try:
             head = self.client.head_object(Bucket=self.settings.bucket, Key=key)
@@ -110,7 +115,9 @@ class S3Store:
             if err.code == Code.ACCESS_DENIED:
                 raise self._diagnose_forbidden(key, err) from None
             raise
-        return int(head["ContentLength"]), head.get("Metadata", {}).get("sha256")
+        modified = head.get("LastModified")
+        return (int(head["ContentLength"]), head.get("Metadata", {}).get("sha256"),
+                modified.timestamp() if modified is not None else time.time())
 
     def _diagnose_forbidden(self, key: str, fallback: AgentError) -> AgentError:
         """A HEAD 403 has no body, so bad keys and missing permissions look alike: ask again."""
@@ -131,14 +138,17 @@ class S3Store:
             # (If-None-Match). Whatever is stored already answers 412 and is only then inspected.
             if self._put(oid, size, path, progress, only_if_absent=True) != "exists":
                 return True
-            if self._stored_as(oid, size, self._existing(oid)):
+            found = self._existing(oid)
+            if self._stored_as(oid, size, found) and self.protect(oid, size, found):
                 progress.finish()
                 return False
             return self._put(oid, size, path, progress, only_if_absent=False) == "stored"
         found = self._existing(oid)
         if self._stored_as(oid, size, found):
-            progress.finish()
-            return False
+            if self.protect(oid, size, found):
+                progress.finish()
+                return False
+            found = None  # gone while it was being protected (a gc): it is uploaded again
         if size <= s.multipart_threshold:
             return self._put(oid, size, path, progress, only_if_absent=found is None) == "stored"
         from lfs_s3_agent.s3.transfer import PartPlan, multipart_upload
@@ -154,7 +164,25 @@ class S3Store:
         progress.finish()
         return not stats.raced
 
-    def _stored_as(self, oid: str, size: int, found: tuple[int, str | None] | None) -> bool:
+    def protect(self, oid: str, size: int, found: tuple[int, str | None, float] | None = None) -> bool:
+        """Keep a stored object this push relies on from a concurrent ``gc``; False if it has gone meanwhile.
+
+        An object younger than ``MIN_GRACE`` needs nothing (gc keeps it). An older one gets a keep marker
+        first, then is looked at again: gc re-reads the markers just before each delete, so either it sees
+        the marker and keeps the object, or it deleted it before the marker was written and this second
+        look finds it gone (then the push uploads it again). What is left is the time between gc's last
+        look at the markers and its delete request, one round trip.
+        """
+        found = found or self._existing(oid)
+        if found is None:
+            return False
+        if time.time() - found[2] < MIN_GRACE:
+            return True
+        self.client.put_object(Bucket=self.settings.bucket, Key=keep_key(self.settings.prefix, oid), Body=b"",
+                               ContentType="application/octet-stream")
+        return self._stored_as(oid, size, self._existing(oid))
+
+    def _stored_as(self, oid: str, size: int, found: tuple[int, str | None, float] | None) -> bool:
         """Is what ``_existing`` found this oid's object, whole? Anything else there is to be replaced."""
         if found is None:
             return False

@@ -20,8 +20,9 @@ from lfs_s3_agent.commands.common import Context, Cwd, iso, open_store, plural, 
 from lfs_s3_agent.console import Progress, human_bytes
 from lfs_s3_agent.errors import AgentError, Code, ConfigError
 from lfs_s3_agent.pointer import is_oid
-from lfs_s3_agent.s3.keys import classify
+from lfs_s3_agent.s3.keys import classify, keep_prefix
 from lfs_s3_agent.s3.listing import Budget, BudgetReached, Entry, Foreign, Upload, list_uploads
+from lfs_s3_agent.store import MIN_GRACE
 
 DELETE_BATCH = 1000  #: keys per DeleteObjects request (S3's maximum)
 BUDGET_EXIT = 3  #: exit status of a gc stopped by --max-requests (run again to continue)
@@ -121,8 +122,10 @@ class GcReport:
         lines.append(f"{self.store}: {self.referenced} oids referenced by this repository's refs{kept}")
         objects = [e for e in self.candidates if e.kind == "stored"]
         records = [e for e in self.candidates if e.kind == "linked"]
+        markers = [e for e in self.candidates if e.kind == "keep"]
         what = (f"{plural(len(objects), 'object')} ({human_bytes(sum(e.stored_bytes for e in objects))}) and "
-                f"{plural(len(records), 'link record')} unreferenced for longer than {self.grace}")
+                f"{plural(len(records), 'link record')} unreferenced for longer than {self.grace}"
+                + (f", and {plural(len(markers), 'expired keep marker')}" if markers else ""))
         if self.dry_run:
             lines.append(f"would delete {what}:" if self.candidates else f"nothing to delete: {what}")
             lines.extend(f"  {e.key}  {human_bytes(e.stored_bytes)}  {when(e.last_modified)}"
@@ -156,9 +159,19 @@ class GcReport:
 
 def gc(flags: Mapping[str, Any] | None = None, *, force: bool = False, grace: str = "7d",
        max_requests: int | None = None, keep_from: str | None = None, cwd: Cwd = None, quiet: bool = False,
-       now: datetime | None = None) -> GcReport:
-    """Delete (with ``force``) stored objects and link records no ref references, older than ``grace``."""
+       now: datetime | None = None, allow_short_grace: bool = False) -> GcReport:
+    """Delete (with ``force``) stored objects and link records no ref references, older than ``grace``.
+
+    A push uploads objects before its ref moves, and one that skips an object because it is stored
+    writes a keep marker first (``S3Store.protect``): objects younger than the grace period, and
+    objects with a keep marker younger than it, are kept. Markers are read again just before each
+    delete request. A grace shorter than ``MIN_GRACE`` (1 hour) needs ``allow_short_grace``.
+    """
     grace_seconds = parse_duration(grace)
+    if grace_seconds < MIN_GRACE and not allow_short_grace:
+        raise ConfigError(f"--grace {grace} is shorter than 1 hour: a push in flight uploads objects before its "
+                          "ref moves, and gc would delete them; use --grace 1h or more, or add "
+                          "--allow-short-grace when you know no push is under way")
     if max_requests is not None and max_requests < 1:
         raise ConfigError("--max-requests must be at least 1")
     ctx = open_store(flags, cwd, need_repo=True)
@@ -204,10 +217,14 @@ def gc(flags: Mapping[str, Any] | None = None, *, force: bool = False, grace: st
         return report
     cutoff = (now or datetime.now(UTC)).timestamp() - grace_seconds
     report.foreign = listing.foreign
+    protected = {e.oid for e in listing.entries if e.kind == "keep" and e.last_modified.timestamp() > cutoff}
     for e in listing.entries:
-        if e.oid in referenced:
+        if e.kind == "keep":
+            if e.last_modified.timestamp() <= cutoff:
+                report.candidates.append(e)  # a marker older than the grace protects nothing any more
+        elif e.oid in referenced:
             report.kept_referenced += 1
-        elif e.last_modified.timestamp() > cutoff:
+        elif e.last_modified.timestamp() > cutoff or e.oid in protected:
             report.kept_young += 1
         else:
             report.candidates.append(e)
@@ -222,9 +239,15 @@ def gc(flags: Mapping[str, Any] | None = None, *, force: bool = False, grace: st
         try:
             while todo:
                 batch, todo = todo[:DELETE_BATCH], todo[DELETE_BATCH:]
+                # A push may have started relying on one of these since the listing: read the markers again.
+                fresh = _fresh_markers(ctx, cutoff, budget)
+                kept = [e for e in batch if e.kind != "keep" and e.oid in fresh]
+                report.kept_young += len(kept)
+                batch = [e for e in batch if e not in kept]
                 budget.spend()
-                _delete_batch(ctx, batch, report)
-                bar.advance(len(batch), sum(e.stored_bytes for e in batch))
+                if batch:
+                    _delete_batch(ctx, batch, report)
+                bar.advance(len(batch) + len(kept), sum(e.stored_bytes for e in batch))
             for upload in report.stale_uploads:
                 budget.spend()
                 try:
@@ -240,6 +263,23 @@ def gc(flags: Mapping[str, Any] | None = None, *, force: bool = False, grace: st
                               f"--max-requests {max_requests}; run again to continue")
     report.requests = budget.used
     return report
+
+
+def _fresh_markers(ctx: Context, cutoff: float, budget: Budget) -> set[str]:
+    """Oids whose keep marker is younger than the cutoff, listed now (one request per 1,000 markers)."""
+    s = ctx.settings
+    found: set[str] = set()
+    token: dict[str, Any] = {}
+    while True:
+        budget.spend()
+        page = ctx.store.client.list_objects_v2(Bucket=s.bucket, Prefix=keep_prefix(s.prefix), **token)
+        for obj in page.get("Contents", []):
+            kind = classify(s.prefix, obj["Key"])
+            if kind is not None and kind[0] == "keep" and obj["LastModified"].timestamp() > cutoff:
+                found.add(kind[1])
+        if not page.get("IsTruncated") or not page.get("NextContinuationToken"):
+            return found
+        token = {"ContinuationToken": page["NextContinuationToken"]}
 
 
 def _delete_batch(ctx: Context, batch: list[Entry], report: GcReport) -> None:

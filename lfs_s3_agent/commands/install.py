@@ -89,8 +89,9 @@ def install(flags: Mapping[str, Any], *, save: bool = False, cwd: str | os.PathL
     repo = gitrepo.repo_paths(cwd)
     require_git_lfs()
     given = {k: v for k, v in flags.items() if v is not None}
-    # Validate the settings as they will be after this install before writing anything.
-    resolved = settings.load(given, cwd=cwd)
+    # Validate the settings as they will be after this install before writing anything (an endpoint
+    # changed by a commit is exactly what running install again accepts).
+    resolved = settings.load(given, cwd=cwd, accept_endpoint=True)
     report = InstallReport(repo=repo.toplevel or repo.git_dir)
     if save:
         if repo.toplevel is None:
@@ -120,6 +121,12 @@ def install(flags: Mapping[str, Any], *, save: bool = False, cwd: str | os.PathL
     for key, value in agent_keys().items():
         gitrepo.set_config(key, value, cwd=cwd)
         report.written[key] = value
+    # The endpoint in force now is the one this clone accepts; the agent refuses another one that a
+    # later commit writes into the settings file, until install runs again.
+    accepted = settings.load(cwd=cwd, accept_endpoint=True).values.get("endpoint_url") or "aws"
+    gitrepo.set_config(settings.ACCEPTED_ENDPOINT_KEY, accepted, cwd=cwd)
+    report.written[settings.ACCEPTED_ENDPOINT_KEY] = accepted
+    report.notes.extend(resolved.warnings)
     hook, outcome = prepush.install_hook(cwd)
     if outcome == "custom":
         report.notes.append(f"{hook} is a custom hook, left as it is: to push linked files that were never "
@@ -185,6 +192,8 @@ def uninstall(*, keep_settings: bool = False, cwd: str | os.PathLike[str] | None
         report.ran_lfs_uninstall = True
         gitrepo.unset_config(LFS_INSTALL_MARK, cwd=cwd)
         report.removed.append(LFS_INSTALL_MARK)
+    if settings.ACCEPTED_ENDPOINT_KEY in local and gitrepo.unset_config(settings.ACCEPTED_ENDPOINT_KEY, cwd=cwd):
+        report.removed.append(settings.ACCEPTED_ENDPOINT_KEY)
     if local.get(FORMAT_MARK) == "true":
         for key in (FORMAT_KEY, FORMAT_MARK):
             if gitrepo.unset_config(key, cwd=cwd):

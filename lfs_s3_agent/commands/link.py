@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -231,7 +232,7 @@ def link(patterns: list[str], to: str, *, checkout: bool = True, hash_missing: b
         targets[path] = item
     unchanged = _refuse_overwrites(targets, force)
 
-    storage = gitrepo.lfs_storage_dir(repo, _lfs_storage(cwd))
+    storage = LfsDirs.of(repo, _lfs_storage(cwd)).root
     report = LinkReport()
     if missing:
         report.hashed = len(missing)
@@ -244,6 +245,7 @@ def link(patterns: list[str], to: str, *, checkout: bool = True, hash_missing: b
         links.put(LinkRecord(oid=item.oid, size=item.size, bucket=item.pattern.bucket, key=item.key,
                              version_id=item.version_id, etag=item.etag, region=source.region,
                              endpoint_url=source.endpoint_url, unsigned=source.unsigned))
+    trust_flagged_endpoints(source_flags or {}, {item.pattern.bucket for item in items}, cwd)
 
     if checkout:
         report.bytes_downloaded += _fetch_objects([s for s in items if s not in missing], sources, storage, jobs,
@@ -264,6 +266,18 @@ def link(patterns: list[str], to: str, *, checkout: bool = True, hash_missing: b
     report.gitattributes = ensure_lfs_tracked(toplevel, dest_dir, list(targets), cwd=cwd)
     refresh_index(toplevel, list(targets))
     return report
+
+
+def trust_flagged_endpoints(flags: Mapping[str, Any], buckets: set[str], cwd: str | os.PathLike[str] | None) -> None:
+    """``--source-endpoint-url`` is the user naming a source's endpoint: this clone keeps trusting it for those
+    buckets (git config ``lfs-s3-source.<bucket>.endpoint-url``), as its later pulls of the records need."""
+    if not flags.get("endpoint_url"):
+        return
+    endpoint = settings.FIELDS_BY_NAME["endpoint_url"].normalize(flags["endpoint_url"])
+    for bucket in sorted(buckets):
+        key = f"{settings.SOURCE_SECTION}.{bucket}.endpoint-url"
+        if not gitrepo.read_config(rf"^{re.escape(key)}$", cwd=cwd):
+            gitrepo.set_config(key, endpoint, cwd=cwd)
 
 
 def refresh_index(toplevel: Path, paths: list[Path]) -> None:

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from lfs_s3_agent import gitrepo, reachable
+from lfs_s3_agent.errors import ConfigError
 from lfs_s3_agent.linked import LocalLinks, local_links_dir
 from lfs_s3_agent.links import LinkRecord
 from lfs_s3_agent.pointer import Pointer
@@ -53,25 +54,39 @@ def referenced_pointers(revs: list[str], remote: str, cwd: str | os.PathLike[str
 
 
 def pre_push(remote: str, url: str, stdin: bytes, cwd: str | os.PathLike[str] | None = None) -> int:
+    from lfs_s3_agent import wiring
+
+    try:
+        wired: wiring.Wiring | None = wiring.build(cwd=cwd, need_repo=True)
+    except ConfigError:
+        wired = None  # the agent reports it at init, with the fix
+    if wired is not None:
+        # git-lfs hides its agents' stderr; this hook's is shown by `git push`.
+        for warning in wired.resolved.warnings:
+            print(f"lfs-s3-agent: warning: {warning}", file=sys.stderr)
     repo = gitrepo.repo_paths(cwd)
     links = LocalLinks(local_links_dir(repo.common_dir))
     extra: list[str] = []
-    if links.any():  # only repositories that link pay for the check
-        lfs_storage = gitrepo.read_config(r"^lfs\.storage$", cwd=cwd)
-        storage = gitrepo.lfs_storage_dir(repo, lfs_storage[-1][1] if lfs_storage else None)
-        missing = [p for p in referenced_pointers(pushed_revisions(stdin), remote, cwd)
-                   if not (storage / "objects" / p.oid[0:2] / p.oid[2:4] / p.oid).exists()]
+    if links.any() and wired is not None:  # only repositories that link pay for the check
+        dirs = wired.dirs
+        assert dirs is not None
+        pushed = referenced_pointers(pushed_revisions(stdin), remote, cwd)
+        store_records = wired.linked_store().records
+        linked = {p.oid: record for p in pushed if (record := links.get(p.oid)) is not None}
+        for oid, record in linked.items():
+            there = store_records.get(oid)
+            if there is not None and there != record:
+                print(f"lfs-s3-agent: this push replaces the store's link record for {oid} ({there.describe()}) "
+                      f"with this clone's ({record.describe()})", file=sys.stderr)
+        missing = [p for p in pushed if not dirs.has(p.oid)]
         records: list[LinkRecord] = []
         for pointer in missing:
-            record = links.get(pointer.oid)
+            record = linked.get(pointer.oid)
             if record is None:
                 records = []
                 break
             records.append(record)
         if records:
-            from lfs_s3_agent import wiring
-
-            store_records = wiring.build(cwd=cwd).linked_store().records
             for record in records:
                 store_records.put(record)
             print(f"lfs-s3-agent: {len(records)} linked object(s) in this push were never downloaded here; their "

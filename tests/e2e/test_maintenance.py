@@ -74,13 +74,13 @@ def test_verify_gc_ls_du_on_a_history_with_a_tag_and_a_deleted_branch(
     assert head["ok"] and head["checked"] == 3  # HEAD's history: both versions of asset.bin, the tagged file
 
     drop_branch(a, "experiment")
-    dry = json.loads(a.agent("gc", "--grace", "0", "--json").stdout)
+    dry = json.loads(a.agent("gc", "--grace", "0", "--allow-short-grace", "--json").stdout)
     assert dry["dry_run"] and {c["oid"] for c in dry["candidates"]} == lfs_oids(experiment)
     assert set(bucket_objects(s3, bucket)) == {expected_key("repo", oid) for oid in every}, "a dry run deleted"
 
     text = a.agent("gc", "--force").stdout  # default grace: everything was pushed moments ago
     assert "deleted 0 objects" in text and "2 newer than 7d" in text
-    done = a.agent("gc", "--force", "--grace", "0")
+    done = a.agent("gc", "--force", "--grace", "0", "--allow-short-grace")
     assert "deleted 2 objects and 0 link records" in done.stdout, done.stdout
     left = set(bucket_objects(s3, bucket))
     assert left == {expected_key("repo", oid) for oid in lfs_oids(v1) | lfs_oids(v2)}
@@ -121,17 +121,19 @@ def test_gc_stopped_by_its_request_budget_then_finished_by_a_second_run(
     a.run("push", "-q", "origin", "main", "doomed")
     drop_branch(a, "doomed")
 
-    # Delete batches of 2 keys: listing (1) + uploads listing (1) + 2 batches = 4 requests; the last key waits.
+    # Delete batches of 2 keys: listing (1) + uploads listing (1) + 2 batches x (markers + delete) = 6
+    # requests; the last key waits.
     monkeypatch.setattr(gc_mod, "DELETE_BATCH", 2)
     monkeypatch.chdir(a.path)
-    assert main(["gc", "--force", "--grace", "0", "--max-requests", "4"]) == gc_mod.BUDGET_EXIT
+    assert main(["gc", "--force", "--grace", "0", "--allow-short-grace", "--max-requests", "6"]) == gc_mod.BUDGET_EXIT
     captured = capsys.readouterr()
     assert "budget reached: deleted 4 of 5" in captured.err and "run again to continue" in captured.err
-    assert "S3 requests: 4 (of at most 4)" in captured.out
+    assert "S3 requests: 6 (of at most 6)" in captured.out
     still = {oid for oid in lfs_oids(garbage) if expected_key("repo", oid) in bucket_objects(s3, bucket)}
     assert len(still) == 1
 
-    second = json.loads(a.agent("gc", "--force", "--grace", "0", "--max-requests", "4", "--json").stdout)
+    second = json.loads(a.agent("gc", "--force", "--grace", "0", "--allow-short-grace", "--max-requests", "6",
+                                "--json").stdout)
     assert second["complete"] and [d["oid"] for d in second["deleted"]] == sorted(still)
     assert set(bucket_objects(s3, bucket)) == {expected_key("repo", sha256(keep))}
 
@@ -230,7 +232,7 @@ def test_gc_refuses_while_the_remote_has_unfetched_branches(make_clone: MakeClon
     write_files(b.path, {"only-on-feature.bin": rnd(100)})
     commit_all(b, "feature")
     b.run("push", "-q", "origin", "feature")
-    proc = a.agent("gc", "--force", "--grace", "0", check=False)
+    proc = a.agent("gc", "--force", "--grace", "0", "--allow-short-grace", check=False)
     assert proc.returncode == 1 and "refs/heads/feature" in proc.stderr and "git fetch origin" in proc.stderr
     a.run("fetch", "-q", "origin")
-    assert "deleted 0 objects" in a.agent("gc", "--force", "--grace", "0").stdout
+    assert "deleted 0 objects" in a.agent("gc", "--force", "--grace", "0", "--allow-short-grace").stdout

@@ -218,7 +218,7 @@ def test_gc_dry_run_by_default_lists_and_deletes_nothing(repo: LfsRepo, s3: Any)
     s3.put_object(Bucket=BUCKET, Key="repo/notes/readme.txt", Body=b"someone else's")
     s3.put_object(Bucket=BUCKET, Key="elsewhere/x", Body=b"outside the prefix")
     before = repo.all_keys()
-    report = gc(cwd=repo.path, grace="0", quiet=True)
+    report = gc(cwd=repo.path, grace="0", allow_short_grace=True, quiet=True)
     assert report.dry_run
     assert {e.oid for e in report.candidates} == {oids["orphan1"], oids["orphan2"]}
     assert [f.key for f in report.foreign] == ["repo/notes/readme.txt"]
@@ -258,7 +258,7 @@ def test_gc_keeps_reflog_and_keep_from_oids_and_deletes_link_records(repo: LfsRe
     (repo.path / "gone.bin").unlink()
     keep = tmp_path / "keep.txt"
     keep.write_text(f"# the fork uses it\n{shared}\n")
-    report = gc(cwd=repo.path, force=True, grace="0", keep_from=str(keep), quiet=True)
+    report = gc(cwd=repo.path, force=True, grace="0", allow_short_grace=True, keep_from=str(keep), quiet=True)
     assert [(e.kind, e.oid) for e in report.deleted] == [("linked", dropped.oid)]
     assert report.kept_from_file == 1
     assert repo.key(reset_away) in repo.all_keys() and repo.key(shared) in repo.all_keys()
@@ -281,19 +281,20 @@ def test_gc_budget_stops_before_exceeding_then_a_second_run_finishes(repo: LfsRe
 
     monkeypatch.setattr(gc_mod, "open_store", counting_open)
     monkeypatch.chdir(repo.path)
-    # 1 listing + 1 upload listing + 2 delete batches = 4; the third batch would be the 5th request.
-    assert main(["gc", "--force", "--grace", "0", "--max-requests", "4"]) == gc_mod.BUDGET_EXIT
+    # 1 listing + 1 upload listing + 2 batches (each: the keep markers read again, then the delete) = 6;
+    # the third batch would need the 7th request.
+    assert main(["gc", "--force", "--grace", "0", "--allow-short-grace", "--max-requests", "6"]) == gc_mod.BUDGET_EXIT
     captured = capsys.readouterr()
     assert "budget reached: deleted 4 of 5" in captured.err and "run again to continue" in captured.err
-    assert len(calls) == 4 and calls.count("DeleteObjects") == 2
+    assert len(calls) == 6 and calls.count("DeleteObjects") == 2
     left = [oid for oid in garbage if repo.key(oid) in repo.all_keys()]
     assert len(left) == 1
 
     calls.clear()
-    assert main(["gc", "--force", "--grace", "0", "--max-requests", "4", "--json"]) == 0
+    assert main(["gc", "--force", "--grace", "0", "--allow-short-grace", "--max-requests", "6", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert [d["oid"] for d in data["deleted"]] == left and data["complete"] and data["requests"] == 3
-    assert len(calls) == 3
+    assert [d["oid"] for d in data["deleted"]] == left and data["complete"] and data["requests"] == 4
+    assert len(calls) == 4
     assert not any(repo.key(oid) in repo.all_keys() for oid in garbage)
 
 
@@ -302,7 +303,7 @@ def test_gc_budget_reached_while_listing_deletes_nothing(repo: LfsRepo) -> None:
     repo.commit("one")
     repo.store(rnd(100))
     before = repo.all_keys()
-    report = gc(cwd=repo.path, force=True, grace="0", max_requests=1, quiet=True)
+    report = gc(cwd=repo.path, force=True, grace="0", allow_short_grace=True, max_requests=1, quiet=True)
     assert report.exit_status == gc_mod.BUDGET_EXIT and "while listing" in report.stopped
     assert repo.all_keys() == before
 
@@ -327,7 +328,7 @@ def test_gc_refuses_when_no_ref_references_anything(repo: LfsRepo) -> None:
     repo.commit("no lfs here")
     repo.store(rnd(10))
     with pytest.raises(ConfigError, match="refusing to delete everything"):
-        gc(cwd=repo.path, force=True, grace="0")
+        gc(cwd=repo.path, force=True, grace="0", allow_short_grace=True)
 
 
 def test_gc_refuses_unfetched_remote_refs_and_shallow_clones(repo: LfsRepo, s3: Any, tmp_path: Path) -> None:
@@ -344,17 +345,17 @@ def test_gc_refuses_unfetched_remote_refs_and_shallow_clones(repo: LfsRepo, s3: 
     repo.git("fetch", "-q", "origin", "main")
 
     with pytest.raises(ConfigError, match=r"has not fetched.*refs/heads/feature"):
-        gc(cwd=repo.path, force=True, grace="0")
-    dry = gc(cwd=repo.path, grace="0", quiet=True)
+        gc(cwd=repo.path, force=True, grace="0", allow_short_grace=True)
+    dry = gc(cwd=repo.path, grace="0", allow_short_grace=True, quiet=True)
     assert any("refs/heads/feature" in w for w in dry.warnings)
     repo.git("fetch", "-q", "origin")
-    assert gc(cwd=repo.path, force=True, grace="0", quiet=True).complete
+    assert gc(cwd=repo.path, force=True, grace="0", allow_short_grace=True, quiet=True).complete
 
     shallow = LfsRepo(tmp_path / "shallow", s3, init=False)
     subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{remote}", str(shallow.path)], check=True)
     shallow.git("config", "lfs-s3-agent.bucket", BUCKET)
     with pytest.raises(ConfigError, match="shallow"):
-        gc(cwd=shallow.path, grace="0")
+        gc(cwd=shallow.path, grace="0", allow_short_grace=True)
 
 
 # -- ls / du ---------------------------------------------------------------------------------------
@@ -410,3 +411,72 @@ def test_ls_outside_a_repository_lists_without_head_column(tmp_path: Path, s3: A
     assert [e.oid for e in inv.entries] == [oid] and inv.in_head(oid) is None
     usage = du({"bucket": BUCKET, "prefix": "repo"}, cwd=repo.path, quiet=True)
     assert usage.head_objects is None and usage.stored["count"] == 1
+
+
+# -- gc and pushes cannot race into data loss ------------------------------------------------------------
+
+def test_a_push_that_skips_an_old_object_protects_it_from_gc(repo: LfsRepo, s3: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from lfs_s3_agent import store as store_mod
+    from lfs_s3_agent.commands import common
+    from lfs_s3_agent.progress import ProgressReporter
+    from lfs_s3_agent.s3.keys import keep_key
+    from lfs_s3_agent.s3.listing import Listing
+    from lfs_s3_agent.settings import Settings
+    from lfs_s3_agent.store import S3Store
+
+    repo.write("a.bin", rnd(10))
+    repo.commit("one")
+    data = rnd(300)
+    oid = repo.store(data)  # unreferenced by any ref: pushed by a push whose ref has not moved yet
+    monkeypatch.setattr(store_mod, "MIN_GRACE", 0.0)  # every stored object counts as old
+    path = repo.path / "obj"
+    path.write_bytes(data)
+    store = S3Store(Settings(bucket=BUCKET, prefix="repo"))
+    assert store.upload(oid, len(data), path, ProgressReporter(len(data), lambda a, b: None)) is False  # skipped
+    assert keep_key("repo", oid) in repo.all_keys()
+
+    # gc's listing predates the marker, and dates the object long ago: only the markers read just before the
+    # delete request can save it.
+    real_list = common.Context.list
+
+    def listed_before_the_push(self: Any, *args: Any, **kwargs: Any) -> Listing:
+        listing = real_list(self, *args, **kwargs)
+        listing.entries = [e for e in listing.entries if e.kind != "keep"]
+        for e in listing.entries:
+            e.last_modified = datetime(2010, 1, 1, tzinfo=UTC)
+        return listing
+
+    monkeypatch.setattr(common.Context, "list", listed_before_the_push)
+    report = gc(cwd=repo.path, force=True, grace="7d", quiet=True)
+    assert oid not in {e.oid for e in report.deleted}
+    assert repo.key(oid) in repo.all_keys()
+
+
+def test_gc_deletes_an_unreferenced_old_object_without_a_marker(repo: LfsRepo, s3: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same set-up without the push's marker: the object goes (the test above can fail)."""
+    from lfs_s3_agent.commands import common
+    from lfs_s3_agent.s3.listing import Listing
+
+    repo.write("a.bin", rnd(10))
+    repo.commit("one")
+    oid = repo.store(rnd(300))
+    real_list = common.Context.list
+
+    def old(self: Any, *args: Any, **kwargs: Any) -> Listing:
+        listing = real_list(self, *args, **kwargs)
+        for e in listing.entries:
+            e.last_modified = datetime(2010, 1, 1, tzinfo=UTC)
+        return listing
+
+    monkeypatch.setattr(common.Context, "list", old)
+    report = gc(cwd=repo.path, force=True, grace="7d", quiet=True)
+    assert oid in {e.oid for e in report.deleted}
+
+
+def test_a_grace_under_an_hour_needs_allow_short_grace(repo: LfsRepo) -> None:
+    repo.write("a.bin", rnd(10))
+    repo.commit("one")
+    with pytest.raises(ConfigError, match="--allow-short-grace"):
+        gc(cwd=repo.path, grace="30m", quiet=True)

@@ -170,3 +170,24 @@ def test_a_relayed_download_never_handed_over_leaves_no_temp_file(tmp_path: Path
     thread.join(timeout=30)
     assert handled is False
     assert list(tmp_dir.iterdir()) == []
+
+
+def test_a_local_link_record_whose_fetch_fails_gives_way_to_the_stores(harness: Harness, tmp_path: Path) -> None:
+    """No stale trust: the store's current record wins over a local one that no longer works."""
+    from lfs_s3_agent.linked import LinkedStore, LocalLinks
+    from lfs_s3_agent.links import LinkRecord
+    from lfs_s3_agent.progress import ProgressReporter
+
+    data = os.urandom(5000)
+    oid = oid_of(data)
+    harness.s3.put_object(Bucket=BUCKET, Key="originals/new.bin", Body=data)
+    local = LocalLinks(tmp_path / "links")
+    stale = LinkRecord(oid=oid, size=len(data), bucket=BUCKET, key="originals/gone.bin")
+    current = LinkRecord(oid=oid, size=len(data), bucket=BUCKET, key="originals/new.bin")
+    local.put(stale)
+    store = LinkedStore(harness.store, local)
+    store.records.put(current)
+    with open(tmp_path / "out", "wb") as sink:
+        digest = store.download(oid, len(data), sink, ProgressReporter(len(data), lambda a, b: None))
+    assert digest == oid and (tmp_path / "out").read_bytes() == data
+    assert local.get(oid) == current  # replaced only because the store's record gave the right bytes

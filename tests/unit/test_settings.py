@@ -15,7 +15,7 @@ def git_config(repo: Path, key: str, value: str) -> None:
 
 def test_precedence_flags_env_git_file(repo_dir: Path) -> None:
     (repo_dir / settings.SETTINGS_FILE).write_text(
-        'bucket = "from-file"\nprefix = "file-prefix"\nregion = "eu-west-1"\nprofile = "fileprof"\n')
+        'bucket = "from-file"\nprefix = "file-prefix"\nregion = "eu-west-1"\naddressing_style = "virtual"\n')
     git_config(repo_dir, "lfs-s3-agent.prefix", "git-prefix")
     git_config(repo_dir, "lfs-s3-agent.region", "eu-central-1")
     git_config(repo_dir, "lfs-s3-agent.bucket", "from-git")
@@ -25,7 +25,8 @@ def test_precedence_flags_env_git_file(repo_dir: Path) -> None:
     assert resolved.sources["bucket"] == "flag --bucket"
     assert (resolved.values["region"], resolved.sources["region"]) == ("ap-south-1", "env LFS_S3_REGION")
     assert (resolved.values["prefix"], resolved.sources["prefix"]) == ("git-prefix", "git config lfs-s3-agent.prefix")
-    assert (resolved.values["profile"], resolved.sources["profile"]) == ("fileprof", settings.SETTINGS_FILE)
+    assert (resolved.values["addressing_style"], resolved.sources["addressing_style"]) == ("virtual",
+                                                                                          settings.SETTINGS_FILE)
     assert resolved.sources["sse"] == "default"
 
 
@@ -141,3 +142,31 @@ def test_tls_checks_can_only_be_turned_off_for_a_custom_endpoint(repo_dir: Path)
     assert make_client(ClientSpec.for_store(off)).raw._endpoint.http_session._verify is False
     bundle = Settings(bucket="abc", ca_bundle="/etc/ssl/private-ca.pem")
     assert make_client(ClientSpec.for_store(bundle)).raw._endpoint.http_session._verify == "/etc/ssl/private-ca.pem"
+
+
+def test_the_committed_file_cannot_set_what_describes_the_user(repo_dir: Path) -> None:
+    (repo_dir / settings.SETTINGS_FILE).write_text('bucket = "abc"\nprofile = "production"\nca_bundle = "/x.pem"\n'
+                                                   'tls_verify = "false"\nendpoint_url = "https://minio.example"\n')
+    resolved = settings.load(cwd=repo_dir, env={})
+    assert resolved.values["profile"] is None and resolved.values["ca_bundle"] is None
+    assert resolved.values["tls_verify"] == "true" and resolved.values["endpoint_url"] == "https://minio.example"
+    assert len(resolved.warnings) == 3 and "lfs-s3-agent install --profile VALUE" in resolved.warnings[0]
+    git_config(repo_dir, "lfs-s3-agent.profile", "mine")  # the user's own configuration may
+    assert settings.load(cwd=repo_dir, env={}).values["profile"] == "mine"
+
+
+def test_an_endpoint_the_clone_did_not_accept_is_refused(repo_dir: Path) -> None:
+    (repo_dir / settings.SETTINGS_FILE).write_text('bucket = "abc"\nendpoint_url = "https://evil.example"\n')
+    git_config(repo_dir, settings.ACCEPTED_ENDPOINT_KEY, "https://minio.example")
+    with pytest.raises(ConfigError, match=r"accepted https://minio\.example .*lfs-s3-agent install"):
+        settings.load(cwd=repo_dir, env={})
+    assert settings.load(cwd=repo_dir, env={}, accept_endpoint=True).values["endpoint_url"] == "https://evil.example"
+    git_config(repo_dir, settings.ACCEPTED_ENDPOINT_KEY, "https://evil.example")
+    assert settings.load(cwd=repo_dir, env={}).values["endpoint_url"] == "https://evil.example"
+
+
+def test_control_characters_are_escaped_for_terminals() -> None:
+    from lfs_s3_agent.errors import printable
+
+    assert printable("key\x1b[31m\x9b\x07\tend\n") == "key\\x1b[31m\\u009b\\x07\tend\n"
+    assert printable("a\nb", keep_newlines=False) == "a\\nb"

@@ -214,8 +214,10 @@ def run_clone(args: argparse.Namespace) -> int:
 
 
 def _link_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("patterns", nargs="+", metavar="S3_PATTERN", help="s3://bucket/key, prefix/ or glob")
-    p.add_argument("--to", required=True, help="directory (in this repository) for the pointer files")
+    p.add_argument("patterns", nargs="+", metavar="S3_PATTERN",
+                   help="s3://bucket/key, prefix/ or glob; or `status [PATH...]` / `update [PATH...]`")
+    p.add_argument("--to", help="directory (in this repository) for the pointer files (required to link)")
+    p.add_argument("--deep", action="store_true", help="with status: hash originals that changed in place")
     p.add_argument("--no-checkout", dest="checkout", action="store_false",
                    help="write pointers only; download no bytes (fetch later with git lfs pull or checkout)")
     p.add_argument("--hash-missing", action="store_true",
@@ -225,7 +227,13 @@ def _link_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_link(args: argparse.Namespace) -> int:
-    from lfs_s3_agent.commands.link import link
+    from lfs_s3_agent.commands.link import link, link_status
+
+    if args.patterns[0] in ("status", "update"):
+        report = link_status(args.patterns[1:], deep=args.deep, update=args.patterns[0] == "update")
+        return emit(report, args.json)
+    if not args.to:
+        raise ConfigError("link needs --to DIR (the directory for the pointer files)")
 
     return emit(link(args.patterns, args.to, checkout=args.checkout, hash_missing=args.hash_missing,
                      force=args.force, source_flags=source_flags(args), jobs=args.jobs, quiet=args.json), args.json)
@@ -412,7 +420,10 @@ COMMANDS: tuple[Command, ...] = (
             "plain keys, prefixes/.",
             ('lfs-s3-agent link "s3://survey/tiles/*.laz" --to data/tiles',
              'lfs-s3-agent link "s3://survey/tiles/**/*.{laz,tif}" --to data --no-checkout',
-             "lfs-s3-agent link s3://public-data/dem/ --to dem --no-sign-request"), _link_args, run_link),
+             "lfs-s3-agent link s3://public-data/dem/ --to dem --no-sign-request",
+             "lfs-s3-agent link status data --deep     # which linked files changed in their originals",
+             "lfs-s3-agent link update data            # refresh records, re-link changed files"),
+            _link_args, run_link),
     Command("add-checksum", "give S3 objects a full-object SHA-256 in place",
             "Copy each matched object onto itself with a SHA-256 checksum (metadata, content type and storage class "
             "kept; ACLs are NOT kept). Objects over 5 GB cannot be copied in place: use link --hash-missing for "

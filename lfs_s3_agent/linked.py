@@ -82,6 +82,18 @@ class LocalLinks:
     def any(self) -> bool:
         return self.directory.is_dir() and any(self.directory.glob("*.json"))
 
+    def all(self) -> list[LinkRecord]:
+        """Every record this clone has (unreadable ones are skipped: they are reported where they are used)."""
+        found = []
+        for path in sorted(self.directory.glob("*.json")) if self.directory.is_dir() else []:
+            try:
+                record = self.get(path.stem)
+            except AgentError:
+                continue
+            if record is not None:
+                found.append(record)
+        return found
+
 
 class SourceClients:
     """One S3 client per source configuration, made once (from the one client factory)."""
@@ -226,7 +238,7 @@ class LinkedStore:
             except AgentError as err:
                 # No stale trust: a local record whose fetch fails gives way to the store's current one.
                 current = self.records.get(oid)
-                if current is None or current == record or not _rewind(sink):
+                if current is None or current == record or not rewind(sink):
                     raise
                 log.warning("%s; trying the store's current link record (%s)", err.message, current.describe())
                 digest = self.fetch_original(current, size, sink, progress)
@@ -242,13 +254,18 @@ class LinkedStore:
             if record is None:
                 raise
         digest = self.fetch_original(record, size, sink, progress)
-        if digest == oid and self.local is not None:
-            self.local.put(record)  # trusted only now: its original gave the right bytes
+        if digest == oid and self.local is not None and self.local.get(oid) is None:
+            self.local.put(record)  # trusted only now: its original gave the right bytes (unless refreshed)
         return digest
 
     def fetch_original(self, record: LinkRecord, size: int, sink: IO[bytes], progress: ProgressReporter,
-                       cwd: str | None = None) -> str:
-        """Fetch a linked object's bytes from its original, pinned to the linked version."""
+                       cwd: str | None = None, *, refresh: bool = True) -> str:
+        """Fetch a linked object's bytes from its original, pinned to the linked version.
+
+        When the pinned version is gone or the original changed, the key is read as it is now: if its
+        bytes hash to the oid they are served (and, with ``refresh``, the record is refreshed here and in
+        the store); otherwise ``StoreError`` code 51.
+        """
         from lfs_s3_agent.links import broken_link
         from lfs_s3_agent.s3.transfer import Knobs, fetch
 
@@ -261,15 +278,62 @@ class LinkedStore:
                          knobs=Knobs.of(self.settings), version_id=record.version_id,
                          etag=None if record.version_id else record.etag, expect=record.oid)
         except AgentError as err:
-            raise broken_link(record, err) from None
+            if not changed_original(record, err):
+                raise broken_link(record, err) from None
+            pinned = err
+        # The pins make a fetch cheap and safe; the oid is the identity. The original changed in place (a
+        # copy onto itself for a checksum, the same bytes uploaded again) or its version is gone: look at
+        # the key again and serve it if its bytes still hash to the oid, refreshing the record.
+        digest = self._refetch(record, client, size, sink, progress, refresh)
+        if digest is None:
+            raise broken_link(record, pinned) from None
+        return digest
+
+    def _refetch(self, record: LinkRecord, client: S3Client, size: int, sink: IO[bytes],
+                 progress: ProgressReporter, refresh: bool) -> str | None:
+        """The original as it is now, if it still has the record's size and hashes to its oid (else None)."""
+        from lfs_s3_agent.s3.transfer import Knobs, fetch
+
+        try:
+            head = client.head_object(Bucket=record.bucket, Key=record.key)
+        except AgentError as err:
+            if err.code == Code.NOT_FOUND:
+                return None
+            raise
+        if int(head["ContentLength"]) != size or not rewind(sink):
+            return None
+        version = head.get("VersionId") if head.get("VersionId") not in (None, "null") else None
+        digest = fetch(client, bucket=record.bucket, key=record.key, size=size, sink=sink, progress=progress,
+                       knobs=Knobs.of(self.settings), version_id=version, etag=None if version else head.get("ETag"))
+        if digest != record.oid:
+            return None
+        if refresh:
+            self.refresh(record.model_copy(update={"etag": head.get("ETag"), "version_id": version}))
+        return digest
+
+    def refresh(self, record: LinkRecord) -> bool:
+        """Keep a re-checked record here and, when these credentials may write, in the store; True if stored."""
+        log.info("linked original %s changed in place with the same content; its link record is refreshed",
+                 record.url)
+        if self.local is not None:
+            self.local.put(record)
+        try:
+            self.records.put(record)
+            return True
+        except AgentError as err:
+            log.info("cannot refresh the store's link record for %s (%s); other clones refresh their own",
+                     record.oid, err.message)
+            return False
 
 
 
 
-def _rewind(sink: IO[bytes]) -> bool:
-    try:
-        sink.seek(0)
-        sink.truncate()
-        return True
-    except (OSError, ValueError):
-        return False
+def rewind(sink: IO[bytes]) -> bool:
+    from lfs_s3_agent.s3.transfer import rewind as rewind_sink  # the byte movers own it
+
+    return rewind_sink(sink)
+
+
+def changed_original(record: LinkRecord, err: AgentError) -> bool:
+    """Does this error of a pinned fetch mean the original changed (rather than, say, access denied)?"""
+    return err.code in (Code.INTEGRITY, Code.NOT_FOUND) or (record.version_id is not None and err.status == 400)

@@ -10,6 +10,7 @@ full-object SHA-256 in place; it is the only command that writes to a source buc
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -65,11 +66,19 @@ class Source:
 
 
 class Sources:
-    """Clients for source buckets, each with its own settings, made once."""
+    """Clients for source buckets, each with its own settings, made once.
+
+    A source with no endpoint of its own (flag, git config) is reached like the LFS store when the store
+    is on a custom endpoint (its endpoint, region and profile: MinIO and Ceph users keep their data
+    there); ``--source-endpoint-url aws`` says the source is on AWS.
+    """
 
     def __init__(self, flags: Mapping[str, Any], store: settings.Settings, cwd: str | os.PathLike[str] | None,
                  jobs: int = 16) -> None:
-        self.flags = flags
+        self.given = {k: v for k, v in flags.items() if v not in (None, False)}
+        self.on_aws = str(flags.get("endpoint_url") or "").lower() == "aws"
+        self.flags = {**flags, "endpoint_url": None} if self.on_aws else flags
+        self.store = store
         self.knobs = Knobs.of(store)
         self.cwd = cwd
         self.clients = SourceClients(store, pool=max(10, jobs))
@@ -77,18 +86,44 @@ class Sources:
 
     def get(self, bucket: str) -> tuple[SourceSettings, S3Client]:
         if bucket not in self._sources:
-            self._sources[bucket] = source_settings(bucket, flags=self.flags, cwd=self.cwd)
+            source = source_settings(bucket, flags=self.flags, cwd=self.cwd)
+            if source.endpoint_url is None and not self.on_aws and self.store.endpoint_url:
+                source = dataclasses.replace(source, endpoint_url=self.store.endpoint_url,
+                                             region=source.region or self.store.region,
+                                             profile=source.profile or (None if source.unsigned
+                                                                        else self.store.profile))
+            self._sources[bucket] = source
         source = self._sources[bucket]
         return source, self.clients.get(source)
+
+    def flag_words(self) -> list[str]:
+        """The source flags the user gave, as they would be typed again (for the commands we print)."""
+        words = []
+        for name, flag in (("endpoint_url", "--source-endpoint-url"), ("region", "--source-region"),
+                           ("profile", "--source-profile")):
+            if self.given.get(name):
+                words += [flag, str(self.given[name])]
+        if self.given.get("unsigned"):
+            words.append("--no-sign-request")
+        return words
 
     def translate(self, bucket: str, key: str | None = None) -> Callable[[BaseException], AgentError]:
         source, _ = self.get(bucket)
 
         def tr(exc: BaseException) -> AgentError:
             err = translate(exc, bucket=bucket, key=key, endpoint=source.endpoint_url)
+            if err.code not in (Code.CREDENTIALS, Code.ACCESS_DENIED, Code.NO_SUCH_BUCKET, Code.NETWORK,
+                                Code.TIMEOUT, Code.S3_ERROR):
+                return err
+            where = source.endpoint_url or "AWS" + (f" ({source.region})" if source.region else "")
+            hint = (f"; source bucket {bucket} was reached at {where}"
+                    f"{' without signing' if source.unsigned else ''}: set --source-endpoint-url (aws for AWS), "
+                    f"--source-region, --source-profile or --no-sign-request, or git config "
+                    f"lfs-s3-source.{bucket}.endpoint-url (also .region, .profile, .no-sign-request)")
             if err.code == Code.CREDENTIALS and not source.unsigned:
-                return AgentError(err.message + "; for a public bucket, pass --no-sign-request", code=err.code)
-            return err
+                hint = "; for a public bucket, pass --no-sign-request" + hint
+            return AgentError(err.message + hint, code=err.code, s3_code=err.s3_code, status=err.status,
+                              transient=err.transient)
 
         return tr
 
@@ -165,10 +200,10 @@ def head_all(items: list[Source], sources: Sources, jobs: int, quiet: bool = Fal
             pass
 
 
-def _remedies(missing: list[Source], patterns: list[str]) -> str:
+def _remedies(missing: list[Source], patterns: list[str], flags: list[str]) -> str:
     shown = "\n".join(f"  {s.url}: {s.why}" for s in missing[:20])
     more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
-    quoted = " ".join(f'"{p}"' for p in patterns)
+    quoted = shlex.join([*patterns, *flags])
     return (f"{len(missing)} object(s) have no full-object SHA-256 checksum, so their oid cannot be read "
             f"from S3:\n{shown}{more}\nEither:\n"
             f"  lfs-s3-agent add-checksum {quoted}   # adds SHA-256 checksums in place (writes to the bucket)\n"
@@ -219,7 +254,7 @@ def link(patterns: list[str], to: str, *, checkout: bool = True, hash_missing: b
     head_all(items, sources, jobs, quiet=quiet)
     missing = [s for s in items if s.oid is None]
     if missing and not hash_missing:
-        raise LinkError(_remedies(missing, patterns))
+        raise LinkError(_remedies(missing, patterns, sources.flag_words()))
 
     targets: dict[Path, Source] = {}
     for item in items:
@@ -490,13 +525,16 @@ class ChecksumReport:
     already: int = 0
     too_large: list[str] = field(default_factory=list)
     dry_run: bool = False
+    not_kept: list[str] = field(default_factory=list)  #: copied, but the store kept no SHA-256 checksum
+    refreshed: int = 0  #: link records brought up to date with the copies' new ETags
 
     @property
     def exit_status(self) -> int:
-        return 1 if self.too_large else 0
+        return 1 if self.too_large or self.not_kept else 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"added": self.added, "already": self.already, "too_large": self.too_large, "dry_run": self.dry_run}
+        return {"added": self.added, "already": self.already, "too_large": self.too_large, "dry_run": self.dry_run,
+                "not_kept": self.not_kept, "refreshed_records": self.refreshed}
 
     def render(self) -> list[str]:
         verb = "would add" if self.dry_run else "added"
@@ -511,6 +549,10 @@ class ChecksumReport:
             notes.append("note: copying in place does not keep ACLs; re-apply any object ACLs you rely on")
         notes.extend(f"skipped (over 5 GB, CopyObject cannot add a full-object SHA-256 in place): {url}; use "
                      "`lfs-s3-agent link --hash-missing` for it" for url in self.too_large)
+        notes.extend(f"the store kept no SHA-256 checksum for {url} (it ignores x-amz-checksum-*): link it with "
+                     "`lfs-s3-agent link --hash-missing` instead" for url in self.not_kept)
+        if self.refreshed:
+            notes.append(f"refreshed {plural(self.refreshed, 'link record')} (the copies have new ETags; same bytes)")
         return notes
 
 
@@ -539,6 +581,7 @@ def add_checksum(patterns: list[str], *, dry_run: bool = False, source_flags: Ma
     if dry_run:
         report.added = [s.url for s in todo]
         return report
+    linked, records = _known_records(cwd)
 
     def one(item: Source) -> None:
         bucket = item.pattern.bucket
@@ -556,15 +599,51 @@ def add_checksum(patterns: list[str], *, dry_run: bool = False, source_flags: Ma
             client.copy_object(Bucket=bucket, Key=item.key, CopySource=copy_source, ChecksumAlgorithm="SHA256",
                                MetadataDirective="REPLACE", Metadata=head.get("Metadata", {}),
                                TaggingDirective="COPY", CopySourceIfMatch=item.etag or "*", **args)
+            # Did the store keep it? Some (Ceph RGW 16, s3rver) accept the header and keep nothing.
+            after = client.head_object(Bucket=bucket, Key=item.key, ChecksumMode="ENABLED")
         except Exception as exc:
             raise sources.translate(bucket, item.key)(exc) from None
-        report.added.append(item.url)
+        oid, _ = full_object_sha256(after)
+        if oid is None:
+            report.not_kept.append(item.url)
+        else:
+            report.added.append(item.url)
+            report.refreshed += refresh_records(records, linked, bucket, item.key, oid, after)
         bar.advance(1, item.size)
 
     with Progress("adding checksums", len(todo), quiet=quiet) as bar, ThreadPoolExecutor(jobs) as pool:
         for _ in pool.map(one, todo):
             pass
     return report
+
+
+def _known_records(cwd: str | os.PathLike[str] | None) -> tuple[Any, dict[tuple[str, str], list[LinkRecord]]]:
+    """This clone's linked store (None outside a configured repository) and its records by (bucket, key)."""
+    from lfs_s3_agent import wiring
+    from lfs_s3_agent.errors import GitError
+
+    try:
+        linked = wiring.build(cwd=cwd, need_repo=True).linked_store()
+    except (ConfigError, GitError):
+        return None, {}
+    by_place: dict[tuple[str, str], list[LinkRecord]] = {}
+    for record in linked.local.all() if linked.local is not None else []:
+        by_place.setdefault((record.bucket, record.key), []).append(record)
+    return linked, by_place
+
+
+def refresh_records(records: dict[tuple[str, str], list[LinkRecord]], linked: Any, bucket: str, key: str, oid: str,
+                    head: Mapping[str, Any]) -> int:
+    """Bring the records of an original that was copied onto itself up to date (its bytes did not change)."""
+    if linked is None:
+        return 0
+    version = head.get("VersionId") if head.get("VersionId") not in (None, "null") else None
+    count = 0
+    for record in records.get((bucket, key), []):
+        if record.oid == oid:
+            linked.refresh(record.model_copy(update={"etag": head.get("ETag"), "version_id": version}))
+            count += 1
+    return count
 
 
 # -- checkout ------------------------------------------------------------------------------------
@@ -621,3 +700,142 @@ def checkout(paths: list[str], *, cwd: str | os.PathLike[str] | None = None, qui
             bar.advance(1, pointer.size)
     refresh_index(repo.toplevel, [p for p, _ in pointers])
     return report
+
+
+# -- link status / link update: drift between linked files and their originals ----------------------
+
+@dataclass
+class Drift:
+    path: str
+    oid: str
+    size: int
+    url: str
+    state: str  #: "unchanged", "changed in place", "changed" or "gone"
+    detail: str = ""
+    new_oid: str | None = None  #: the original's oid now, when known (changed content)
+    head: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "oid": self.oid, "size": self.size, "original": self.url, "state": self.state,
+                "detail": self.detail, "new_oid": self.new_oid}
+
+
+@dataclass
+class LinkStatusReport:
+    files: list[Drift] = field(default_factory=list)
+    deep: bool = False
+    updated: list[str] = field(default_factory=list)  #: with `link update`: what was done, per file
+    update: bool = False
+
+    @property
+    def exit_status(self) -> int:
+        if self.update:
+            return 0 if all(d.state in ("unchanged", "changed in place", "changed") for d in self.files) else 1
+        return 0 if all(d.state == "unchanged" for d in self.files) else 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"deep": self.deep, "files": [d.to_json() for d in self.files], "updated": self.updated}
+
+    def render(self) -> list[str]:
+        lines = [f"{d.state:<17} {d.path}  -> {d.url}" + (f"  ({d.detail})" if d.detail else "") for d in self.files]
+        lines.extend(self.updated)
+        counts: dict[str, int] = {}
+        for d in self.files:
+            counts[d.state] = counts.get(d.state, 0) + 1
+        lines.append(f"{plural(len(self.files), 'linked file')}: " + (", ".join(f"{n} {s}" for s, n in
+                                                                              sorted(counts.items())) or "none"))
+        if not self.update and any(d.state != "unchanged" for d in self.files):
+            lines.append("fix: `lfs-s3-agent link update` refreshes records (same content) and re-links changed "
+                         "files (commit the new pointers)")
+        return lines
+
+
+def _linked_files(paths: list[str], cwd: str | os.PathLike[str] | None) -> tuple[Any, list[tuple[str, Pointer,
+                                                                                              LinkRecord]]]:
+    from lfs_s3_agent import reachable, wiring
+
+    wired = wiring.build(cwd=cwd, need_repo=True)
+    linked = wired.linked_store()
+    repo = wired.repo
+    assert repo is not None and repo.toplevel is not None
+    base = Path(cwd or os.getcwd()).resolve()
+    wanted = [str((base / p).resolve().relative_to(repo.toplevel.resolve())) for p in paths] or ["."]
+    found = []
+    for reached in reachable.scan(["HEAD^{tree}"], cwd).values() if reachable.has_commits("HEAD", cwd) else []:
+        if not any(w == "." or reached.path == w or reached.path.startswith(w.rstrip("/") + "/") for w in wanted):
+            continue
+        record = linked.local_record(reached.oid) or linked.records.get(reached.oid)
+        if record is not None:
+            found.append((reached.path, reached.pointer, record))
+    return linked, sorted(found, key=lambda f: f[0])
+
+
+def link_status(paths: list[str], *, deep: bool = False, cwd: str | os.PathLike[str] | None = None,
+                update: bool = False) -> LinkStatusReport:
+    """How each linked file under ``paths`` (HEAD's tree) stands against its original; with ``update``, fix it."""
+    linked, files = _linked_files(paths, cwd)
+    report = LinkStatusReport(deep=deep or update, update=update)
+    for path, pointer, record in files:
+        drift = Drift(path, pointer.oid, pointer.size, record.describe(), "unchanged")
+        report.files.append(drift)
+        _, client = linked.sources.for_record(record, str(cwd) if cwd else None)
+        try:  # the key as it is now: drift is about the dataset, not whether the pinned version still exists
+            head = client.head_object(Bucket=record.bucket, Key=record.key, ChecksumMode="ENABLED")
+        except AgentError as err:
+            if err.code != Code.NOT_FOUND:
+                raise
+            drift.state, drift.detail = "gone", "no object at the key any more"
+            continue
+        drift.head = head
+        version = head.get("VersionId") if head.get("VersionId") not in (None, "null") else None
+        same_pin = version == record.version_id if record.version_id else head.get("ETag") == record.etag
+        now_oid, _ = full_object_sha256(head)
+        if int(head["ContentLength"]) != record.size or (now_oid is not None and now_oid != record.oid):
+            drift.state, drift.detail, drift.new_oid = "changed", "new content", now_oid
+        elif not same_pin:
+            drift.state = "changed in place"
+            drift.detail = "same size, another ETag or version" + ("" if deep or update else "; content not checked")
+            if deep or update:
+                with open(os.devnull, "wb") as sink:
+                    digest = fetch(client, bucket=record.bucket, key=record.key, size=record.size, sink=sink,
+                                   progress=ProgressReporter(record.size, lambda a, b: None),
+                                   knobs=Knobs.of(linked.settings), etag=head.get("ETag"))
+                if digest == record.oid:
+                    drift.detail = "same content"
+                else:
+                    drift.state, drift.detail, drift.new_oid = "changed", "new content", digest
+        if update and drift.state == "changed" and drift.new_oid is None:  # no checksum: hash it to re-link
+            size = int(head["ContentLength"])
+            with open(os.devnull, "wb") as sink:
+                drift.new_oid = fetch(client, bucket=record.bucket, key=record.key, size=size, sink=sink,
+                                      progress=ProgressReporter(size, lambda a, b: None),
+                                      knobs=Knobs.of(linked.settings), etag=head.get("ETag"))
+    if update:
+        _update(report, linked, files, cwd)
+    return report
+
+
+def _update(report: LinkStatusReport, linked: Any, files: list[tuple[str, Pointer, LinkRecord]],
+            cwd: str | os.PathLike[str] | None) -> None:
+    records = {path: record for path, _, record in files}
+    repo = gitrepo.repo_paths(cwd)
+    assert repo.toplevel is not None
+    for drift in report.files:
+        record = records[drift.path]
+        head = drift.head
+        version = head.get("VersionId") if head.get("VersionId") not in (None, "null") else None
+        if drift.state == "changed in place":
+            stored = linked.refresh(record.model_copy(update={"etag": head.get("ETag"), "version_id": version}))
+            report.updated.append(f"refreshed the link record of {drift.path}"
+                                  + ("" if stored else " (here only: these credentials cannot write the store)"))
+        elif drift.state == "changed" and drift.new_oid is not None:
+            size = int(head["ContentLength"])
+            new = record.model_copy(update={"oid": drift.new_oid, "size": size, "etag": head.get("ETag"),
+                                            "version_id": version})
+            if linked.local is not None:
+                linked.local.put(new)
+            _write_atomic(repo.toplevel / drift.path, Pointer(drift.new_oid, size).encode())
+            report.updated.append(f"re-linked {drift.path} to the original's new content: commit the new pointer")
+        elif drift.state == "changed":
+            report.updated.append(f"{drift.path}: the original has new content and no SHA-256 checksum: run "
+                                  "`lfs-s3-agent link --hash-missing` for it")

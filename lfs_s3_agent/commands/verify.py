@@ -16,6 +16,7 @@ from lfs_s3_agent import reachable
 from lfs_s3_agent.commands.common import WORKERS, Context, Cwd, fix_for, noop, open_store, plural
 from lfs_s3_agent.console import Progress, human_bytes
 from lfs_s3_agent.errors import AgentError, Code, ConfigError
+from lfs_s3_agent.linked import changed_original
 from lfs_s3_agent.links import LinkRecord, broken_link, full_object_sha256
 from lfs_s3_agent.pointer import Pointer
 from lfs_s3_agent.progress import ProgressReporter
@@ -107,7 +108,12 @@ class _Verifier:
         oid = pointer.oid
         local = self.linked.local_record(oid)
         if local is not None:
-            problem = self.check_linked(pointer, local)
+            # Other clones use the store's record: that is the one to check when there is one.
+            try:
+                shared = self.linked.records.get(oid)
+            except AgentError:
+                shared = None
+            problem = self.check_linked(pointer, shared or local)
             if problem is None and not self.in_store(oid):
                 problem = Problem("missing", pointer, self.linked.describe(oid), "linked in this clone, but the store "
                                   "has neither the object nor its link record, so other clones cannot get it",
@@ -172,29 +178,43 @@ class _Verifier:
         if record.size != pointer.size:
             return Problem("corrupt", pointer, where, f"the link record says {record.size} bytes, the pointer "
                            f"{pointer.size}", fix="relink the file with `lfs-s3-agent link`", linked=True)
-        _, client = self.linked.sources.for_record(record, cwd=str(self.cwd) if self.cwd else None)
-        args: dict[str, Any] = {"Bucket": record.bucket, "Key": record.key}
-        if record.version_id:
-            args["VersionId"] = record.version_id
         try:
-            head = client.head_object(**args)
+            _, client = self.linked.sources.for_record(record, cwd=str(self.cwd) if self.cwd else None)
+            head = client.head_object(Bucket=record.bucket, Key=record.key, ChecksumMode="ENABLED",
+                                      **({"VersionId": record.version_id} if record.version_id else {}))
         except AgentError as exc:
-            err = broken_link(record, exc)
-            if err.code == Code.LINK_BROKEN:
-                return Problem("broken-link", pointer, where, "the original is gone (deleted, or the linked version "
-                               "no longer exists)", fix=fix, linked=True)
-            return Problem("error", pointer, where, err.message, fix=fix_for(err), linked=True)
+            if not (record.version_id and changed_original(record, exc)):
+                err = broken_link(record, exc)
+                if err.code == Code.LINK_BROKEN and exc.code == Code.NOT_FOUND:
+                    return Problem("broken-link", pointer, where, "the original is gone (deleted, or the linked "
+                                   "version no longer exists)", fix=fix, linked=True)
+                return Problem("error", pointer, where, err.message, fix=fix_for(err), linked=True)
+            try:  # the linked version is gone: what is at the key now?
+                head = client.head_object(Bucket=record.bucket, Key=record.key, ChecksumMode="ENABLED")
+            except AgentError as now:
+                if now.code == Code.NOT_FOUND:
+                    return Problem("broken-link", pointer, where, "the original is gone (deleted, and the linked "
+                                   "version no longer exists)", fix=fix, linked=True)
+                return Problem("error", pointer, where, now.message, fix=fix_for(now), linked=True)
+            head = {**head, "ETag": None}  # not the pinned version: changed in place at best
         if int(head["ContentLength"]) != record.size:
             return Problem("broken-link", pointer, where, f"the original now has {head['ContentLength']} bytes, "
                            f"{record.size} when linked", fix=fix, linked=True)
-        if not record.version_id and record.etag and head.get("ETag") != record.etag:
-            return Problem("broken-link", pointer, where, f"the original was overwritten (ETag {head.get('ETag')}, "
-                           f"{record.etag} when linked)", fix=fix, linked=True)
+        now_oid, _ = full_object_sha256(head)
+        if now_oid is not None and now_oid != record.oid:
+            return Problem("broken-link", pointer, where, f"the original was overwritten with other content (its "
+                           f"SHA-256 checksum is {now_oid})", fix=fix, linked=True)
+        changed = (record.version_id is not None and head.get("ETag") is None) or (
+            not record.version_id and record.etag is not None and head.get("ETag") != record.etag)
+        if changed and not self.deep:
+            return Problem("changed-in-place", pointer, where, "the original changed in place (same size, another "
+                           "ETag or version); content not checked", fix="`lfs-s3-agent verify --deep` checks its "
+                           "bytes; `lfs-s3-agent link update` refreshes the record when they match", linked=True)
         if self.deep:
             try:
                 with open(os.devnull, "wb") as sink:  # hashing is done by the downloader
                     digest = self.linked.fetch_original(record, pointer.size, sink,
-                                                        ProgressReporter(pointer.size, noop))
+                                                        ProgressReporter(pointer.size, noop), refresh=False)
             except AgentError as err:
                 status = "broken-link" if err.code in (Code.LINK_BROKEN, Code.INTEGRITY) else "error"
                 return Problem(status, pointer, where, err.message, fix=fix if status != "error" else "",

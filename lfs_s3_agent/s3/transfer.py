@@ -22,6 +22,7 @@ import io
 import itertools
 import logging
 import os
+import stat
 import threading
 import time
 from collections import deque
@@ -659,22 +660,25 @@ def fetch(client: S3Client, *, bucket: str, key: str, size: int, sink: IO[bytes]
                                          attempts=attempts, extra=extra, etag=etag)
         except AgentError as err:
             # Bytes damaged on the way (a response checksum, a short or long body): once more, afresh.
-            if err.code != Code.INTEGRITY or not afresh or attempts.left <= 0 or not _rewind(sink):
+            if err.code != Code.INTEGRITY or not afresh or attempts.left <= 0 or not rewind(sink):
                 raise
             log.warning("%s; downloading it once more", err.message)
         else:
-            if expect is None or digest == expect or not afresh or attempts.left <= 0 or not _rewind(sink):
+            if expect is None or digest == expect or not afresh or attempts.left <= 0 or not rewind(sink):
                 return digest
             log.warning("s3://%s/%s: the downloaded bytes hash to %s, not %s; downloading it once more", bucket,
                         key, digest, expect)
         afresh = False
 
 
-def _rewind(sink: IO[bytes]) -> bool:
-    """Empty ``sink`` for a fresh download; False when it cannot be (not a file)."""
+def rewind(sink: IO[bytes]) -> bool:
+    """Empty ``sink`` for a fresh download (a device such as /dev/null needs nothing); False if impossible."""
     try:
         sink.seek(0)
         sink.truncate()
         return True
     except (OSError, ValueError, AttributeError):
-        return False
+        try:
+            return not stat.S_ISREG(os.fstat(sink.fileno()).st_mode)
+        except (OSError, ValueError, AttributeError):
+            return False

@@ -163,9 +163,14 @@ def test_verify_linked_objects_original_present_changed_and_gone(repo: LfsRepo, 
     assert verify(cwd=repo.path, deep=True, quiet=True).ok
 
     s3.put_object(Bucket="source-data", Key="tiles/t1.bin", Body=rnd(3000))  # overwritten, same size
-    (problem,) = verify(cwd=repo.path, quiet=True).problems
-    assert problem.status == "broken-link" and problem.linked and "overwritten" in problem.detail
+    (problem,) = verify(cwd=repo.path, quiet=True).problems  # no checksum: the content cannot be told apart
+    assert problem.status == "changed-in-place" and problem.linked and "content not checked" in problem.detail
     assert record.url in problem.where
+    (problem,) = verify(cwd=repo.path, deep=True, quiet=True).problems  # read: other bytes
+    assert problem.status == "broken-link" and record.url in problem.where
+    s3.put_object(Bucket="source-data", Key="tiles/t1.bin", Body=rnd(3000), ChecksumAlgorithm="SHA256")
+    (problem,) = verify(cwd=repo.path, quiet=True).problems  # a checksum tells without reading
+    assert problem.status == "broken-link" and "other content" in problem.detail
 
     s3.delete_object(Bucket="source-data", Key="tiles/t1.bin")
     (problem,) = verify(cwd=repo.path, quiet=True).problems

@@ -58,6 +58,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, names: Sequence[str] = AL
         kwargs: dict[str, Any] = {"dest": spec.name, "default": None, "help": spec.help}
         if spec.choices:
             kwargs["choices"] = spec.choices
+            if set(spec.choices) == {"true", "false"}:
+                kwargs.update(nargs="?", const="true")  # `--no-sign-request` alone means true
         else:
             kwargs["metavar"] = spec.name.upper()
         group.add_argument(spec.flag, **kwargs)

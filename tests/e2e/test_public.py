@@ -200,3 +200,14 @@ def test_glacier_pull_restore_status_then_pull(make_clone: Any, s3: MotoServer, 
     assert report["ready"] and report["restored"] == 3 and report["requested"] == 0
     reader.run("lfs", "pull")
     assert tree_digests(reader.path) == tree_digests(writer.path)
+
+
+def test_doctor_checks_the_public_url(make_clone: Any, s3: MotoServer, bucket: str) -> None:
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                                                      "Resource": f"arn:aws:s3:::{bucket}/*"}]}
+    s3.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    # The bucket's own public endpoint (path style) as the public URL.
+    clone = make_clone("doc", public_url=f"{s3.endpoint}/{bucket}")
+    doctor = json.loads(clone.agent("doctor", "--json", check=False).stdout)
+    public = [c for c in doctor["checks"] if c["name"] == "public url"]
+    assert public and public[0]["status"] == "ok", doctor

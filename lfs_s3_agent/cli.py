@@ -26,7 +26,8 @@ log = logging.getLogger("lfs_s3_agent")
 #: Which settings each kind of command uses (its --help lists only those).
 LOCATION = ("bucket", "prefix", "region", "endpoint_url", "profile", "addressing_style", "checksums", "ca_bundle",
             "tls_verify", "max_attempts", "timeout")
-DOWNLOADS = (*LOCATION, "multipart_threshold", "part_size", "concurrency")
+DOWNLOADS = (*LOCATION, "multipart_threshold", "part_size", "concurrency", "public_url", "no_sign_request",
+             "restore_days", "restore_tier")
 UPLOADS = (*DOWNLOADS, "sse", "sse_kms_key_id", "storage_class")
 ALL = tuple(spec.name for spec in settings.FIELDS)
 
@@ -58,6 +59,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, names: Sequence[str] = AL
         kwargs: dict[str, Any] = {"dest": spec.name, "default": None, "help": spec.help}
         if spec.choices:
             kwargs["choices"] = spec.choices
+            if set(spec.choices) == {"true", "false"}:
+                kwargs.update(nargs="?", const="true")  # `--no-sign-request` alone means true
         else:
             kwargs["metavar"] = spec.name.upper()
         group.add_argument(spec.flag, **kwargs)
@@ -289,6 +292,22 @@ def run_verify(args: argparse.Namespace) -> int:
                        quiet=args.json), args.json)
 
 
+def _restore_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("targets", nargs="*", metavar="REV|PATH",
+                   help="revisions whose checkout needs the objects (default: HEAD), then paths or globs")
+    p.add_argument("--all", dest="all_refs", action="store_true", help="every object any ref reaches")
+    p.add_argument("--status", action="store_true", help="only show each archived object's restore state")
+    add_json(p)
+    add_setting_flags(p, DOWNLOADS)
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    from lfs_s3_agent.commands.restore import restore
+
+    return emit(restore(args.targets, all_refs=args.all_refs, status_only=args.status, flags=setting_flags(args),
+                        quiet=args.json), args.json)
+
+
 def _gc_args(p: argparse.ArgumentParser) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="list what would be deleted (the default)")
@@ -444,6 +463,15 @@ COMMANDS: tuple[Command, ...] = (
             ("lfs-s3-agent verify                 # what HEAD needs",
              "lfs-s3-agent verify --all --deep    # every ref, every byte re-hashed",
              "lfs-s3-agent verify v1.0 main --json"), _verify_args, run_verify),
+    Command("restore", "request restores of archived objects (Glacier, Deep Archive) a checkout needs",
+            "For every LFS object the revisions check out (default HEAD; --all: every ref), under the given paths, "
+            "request a restore of those in an archive storage class (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering's "
+            "archive tiers; linked originals too) for --restore-days at --restore-tier, and show each one's state. "
+            "A restore under way or done is never requested again. --status only shows. Exit status 1 when an "
+            "object is missing or could not be checked.",
+            ("lfs-s3-agent restore                        # what HEAD's checkout needs",
+             "lfs-s3-agent restore v2.0 assets/ --restore-tier Bulk",
+             "lfs-s3-agent restore --status --json"), _restore_args, run_restore),
     Command("gc", "delete store objects that no ref references",
             "Delete stored objects and link records under the prefix that no ref of this repository references "
             "(branches, tags, remote-tracking refs, stash, reflogs), older than the grace period, and abort our "

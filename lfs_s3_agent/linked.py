@@ -152,14 +152,14 @@ class StoreRecords:
 
         key = self.key(oid)
         try:
-            resp = self.store.client.get_object(Bucket=self.store.settings.bucket, Key=key)
+            resp = self.store.reader().get_object(Bucket=self.store.settings.bucket, Key=key)
             body = resp["Body"].read(1 << 20)
         except AgentError as err:
             if err.code == Code.NOT_FOUND:
                 return None
             raise
         except Exception as exc:
-            raise self.store.client.error(exc, self.store.settings.bucket, key) from None
+            raise self.store.reader().error(exc, self.store.settings.bucket, key) from None
         record = LinkRecord.from_json(body, where=self.url(oid))
         if record.oid != oid:
             raise StoreError(f"{self.url(oid)}: link record is for another oid", code=Code.LINK_BROKEN)
@@ -217,6 +217,7 @@ class LinkedStore:
         record = self.local_record(oid)
         if record is None:
             return self.inner.upload(oid, size, path, progress)
+        self.inner.needs_credentials("a push")
         # A linked object's bytes stay in the original: the push records the link instead. A different
         # record already there is replaced, never silently (the pre-push step says so in git push's output).
         try:
@@ -278,6 +279,13 @@ class LinkedStore:
                          knobs=Knobs.of(self.settings), version_id=record.version_id,
                          etag=None if record.version_id else record.etag, expect=record.oid)
         except AgentError as err:
+            if err.code == Code.ARCHIVED:  # an original in an archive class: its restore is requested once
+                from lfs_s3_agent.s3.restore import restore_on_read
+
+                s = self.settings
+                raise restore_on_read(client, record.bucket, record.key, f"linked original {record.describe()}",
+                                      days=s.restore_days, tier=s.restore_tier,
+                                      version_id=record.version_id) from None
             if not changed_original(record, err):
                 raise broken_link(record, err) from None
             pinned = err

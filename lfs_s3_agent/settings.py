@@ -78,6 +78,21 @@ def _check_endpoint(value: str) -> str:
     return value.rstrip("/")
 
 
+_LOOPBACK_HOST = re.compile(r"127(\.\d{1,3}){3}|\[::1\]")
+
+
+def _check_public_url(value: str) -> str:
+    """``https://host[:port][/path]`` (a CDN or the bucket's public endpoint); ``http://`` for loopback only."""
+    match = re.fullmatch(r"(https?)://([^/\s:@\[\]?#]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?(/[^\s?#]*)?", value)
+    if not match:
+        raise ValueError(f"{value!r} is not a public URL: use https://host[/path] (no user info, query or fragment), "
+                         "e.g. https://d1234.cloudfront.net")
+    if match[1] == "http" and not _LOOPBACK_HOST.fullmatch(match[2]):
+        raise ValueError(f"{value!r} is plain http: a public URL must be https:// (http:// only for 127.0.0.0/8 "
+                         "or [::1], as tests use)")
+    return value.rstrip("/")
+
+
 def _check_region(value: str) -> str:
     if not re.fullmatch(r"[a-z0-9-]{2,40}", value):
         raise ValueError(f"{value!r} is not a region name (e.g. us-east-1, eu-west-1, auto)")
@@ -223,6 +238,18 @@ class Settings:
                                  "false: each agent moves its own", "true", choices=("true", "false"))
     worker_idle: int = setting("seconds the shared worker stays after its last transfer, ready for the next git "
                                "command", 60, check=_int_between(1, 86400))
+    # -- open projects and cold storage (issue 16) --
+    public_url: str | None = setting("https base URL that serves the store's keys read-only (<public_url>/<key>: a "
+                                     "CDN, the bucket's public endpoint, a static mirror); downloads go there as "
+                                     "plain GETs, with no credentials", check=_check_public_url,
+                                     example="https://d1234.cloudfront.net")
+    no_sign_request: str = setting("true: read the store with unsigned requests (a public bucket; no credentials "
+                                   "needed to pull; push and gc need credentials)", "false", choices=("false", "true"))
+    restore_days: int = setting("days a restored copy of an archived object (Glacier, Deep Archive) stays readable",
+                                7, check=_int_between(1, 365))
+    restore_tier: str = setting("restore speed and cost for archived objects: Expedited (1-5 min, Glacier only, "
+                                "dearest), Standard (3-5 h; 12 h for Deep Archive), Bulk (5-12 h; 48 h, cheapest)",
+                                "Standard", choices=("Standard", "Bulk", "Expedited"))
 
     def describe(self) -> str:
         """Where the objects live, for messages: ``s3://bucket/prefix at endpoint``."""

@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from lfs_s3_agent.errors import AgentError, Code
+from lfs_s3_agent.errors import AgentError, Code, StoreError
 from lfs_s3_agent.progress import ProgressReporter
 from lfs_s3_agent.s3.keys import checksum_of, keep_key, object_key
 
 if TYPE_CHECKING:
     from lfs_s3_agent.s3.client import S3Client
+    from lfs_s3_agent.s3.public import PublicClient
     from lfs_s3_agent.settings import Settings
 
 # lfs_s3_agent.s3.transfer (threads, hashing) and botocore are imported by the methods that move
@@ -67,6 +68,7 @@ class S3Store:
     def __init__(self, settings: Settings, *, client: S3Client | None = None) -> None:
         self.settings = settings
         self._client = client
+        self._public: PublicClient | None = None
         self.requests: dict[str, int] = {}  #: S3 calls made, by operation name
 
     @property
@@ -76,6 +78,28 @@ class S3Store:
 
             self._client = make_client(ClientSpec.for_store(self.settings), counter=self.requests)
         return self._client
+
+    @property
+    def public(self) -> PublicClient | None:
+        """The public URL's reader when ``public_url`` is set: downloads go there, unsigned."""
+        if self._public is None and getattr(self.settings, "public_url", None):
+            from lfs_s3_agent.s3.public import PublicClient
+
+            s = self.settings
+            self._public = PublicClient(str(s.public_url), max_attempts=s.max_attempts, timeout=s.timeout,
+                                        pool=s.concurrency)
+        return self._public
+
+    def reader(self) -> S3Client | PublicClient:
+        """Where downloads come from: the public URL when one is set, else S3."""
+        return self.public or self.client
+
+    def needs_credentials(self, what: str) -> None:
+        """Refuse ``what`` (a push, gc) plainly on a store read without signing (``no_sign_request``)."""
+        if getattr(self.settings, "no_sign_request", "false") == "true":
+            raise StoreError(f"{what} needs AWS credentials, but this clone reads the store unsigned "
+                             "(no_sign_request=true): set AWS credentials (or --profile) and run it with "
+                             "--no-sign-request false (LFS_S3_NO_SIGN_REQUEST=false)", code=Code.CREDENTIALS)
 
     def key(self, oid: str) -> str:
         return object_key(self.settings.prefix, oid)
@@ -131,6 +155,7 @@ class S3Store:
     # -- transfers -------------------------------------------------------------------------
 
     def upload(self, oid: str, size: int, path: Path, progress: ProgressReporter) -> bool:
+        self.needs_credentials("a push")
         s = self.settings
         key = self.key(oid)
         if size <= s.multipart_threshold and s.head_before_put == "false":
@@ -240,5 +265,18 @@ class S3Store:
     def download(self, oid: str, size: int, sink: IO[bytes], progress: ProgressReporter) -> str:
         from lfs_s3_agent.s3.transfer import Knobs, fetch
 
-        return fetch(self.client, bucket=self.settings.bucket, key=self.key(oid), size=size, sink=sink,
-                     progress=progress, knobs=Knobs.of(self.settings), expect=oid)
+        try:
+            return fetch(self.reader(), bucket=self.settings.bucket, key=self.key(oid), size=size, sink=sink,
+                         progress=progress, knobs=Knobs.of(self.settings), expect=oid)
+        except AgentError as err:
+            if err.code != Code.ARCHIVED:
+                raise
+            raise self.restore_on_read(oid) from None
+
+    def restore_on_read(self, oid: str) -> AgentError:
+        """A read met an archived object: its restore is requested once (never twice); the ``[49]`` to report."""
+        from lfs_s3_agent.s3.restore import restore_on_read
+
+        s = self.settings
+        return restore_on_read(self.client, s.bucket, self.key(oid), self.describe(oid), days=s.restore_days,
+                               tier=s.restore_tier)

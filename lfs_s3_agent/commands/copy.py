@@ -82,6 +82,7 @@ class CopyReport:
     skipped: list[Item] = field(default_factory=list)  #: already at the destination
     failed: list[Item] = field(default_factory=list)
     not_attempted: list[Item] = field(default_factory=list)  #: left after a fatal error
+    archived: list[Item] = field(default_factory=list)  #: in an archive class, not restored: skipped
     foreign: list[Foreign] = field(default_factory=list)
     fallback: str = ""  #: why copies went through this machine
     install_command: str = ""
@@ -105,6 +106,7 @@ class CopyReport:
         return {"source": self.source, "destination": self.destination, "dry_run": self.dry_run,
                 "copied": [item(i) for i in self.copied], "skipped": [item(i) for i in self.skipped],
                 "failed": [item(i) for i in self.failed], "not_attempted": [item(i) for i in self.not_attempted],
+                "archived": [item(i) for i in self.archived],
                 "copied_bytes": sum(i.entry.stored_bytes for i in self.copied),
                 "foreign_keys": [f.key for f in self.foreign], "fallback": self.fallback, "ok": self.ok,
                 "install_command": self.install_command}
@@ -118,13 +120,19 @@ class CopyReport:
             lines.append(f"note: {self.fallback}")
         for i in self.failed:
             lines.append(f"FAILED {i.entry.key}: {i.error}")
+        for i in self.archived:
+            lines.append(f"ARCHIVED {i.entry.key}: skipped (not readable until restored)")
         verb = "would copy" if self.dry_run else "copied"
         server = sum(1 for i in self.copied if i.how.startswith("server-side"))
         how = "" if self.dry_run else f" ({server} server-side, {len(self.copied) - server} streamed)"
         lines.append(f"{self.source} -> {self.destination}: {verb} {len(self.copied)} keys "
                      f"({human_bytes(sum(i.entry.stored_bytes for i in self.copied))}){how}, "
                      f"{len(self.skipped)} already there, {len(self.failed)} failed"
-                     + (f", {len(self.not_attempted)} not attempted" if self.not_attempted else ""))
+                     + (f", {len(self.not_attempted)} not attempted" if self.not_attempted else "")
+                     + (f", {len(self.archived)} archived skipped" if self.archived else ""))
+        if self.archived:
+            lines.append(f"{len(self.archived)} archived objects (Glacier/Deep Archive) were skipped: run "
+                         "`lfs-s3-agent restore --all`, then this command again when they are restored")
         if self.foreign:
             lines.append(f"foreign keys under the source prefix, not copied: {len(self.foreign)}")
         if not self.ok:
@@ -410,7 +418,9 @@ def copy(destination: str, *, flags: Mapping[str, Any] | None = None, dry_run: b
                              f"({human_bytes(item.entry.stored_bytes)}, {item.how})")
         except AgentError as err:
             item.error = err.message
-            if err.code in _FATAL:
+            if err.code == Code.ARCHIVED:
+                item.how = "archived"
+            elif err.code in _FATAL:
                 copier.stop.set()
         bar.advance(1, item.entry.stored_bytes if item.how not in ("", "skipped") else 0)
 
@@ -418,7 +428,9 @@ def copy(destination: str, *, flags: Mapping[str, Any] | None = None, dry_run: b
     with Progress(label, len(items), quiet=quiet) as bar, ThreadPoolExecutor(jobs, thread_name_prefix="copy") as pool:
         list(pool.map(one, items))
     for item in items:
-        if item.error:
+        if item.how == "archived":
+            report.archived.append(item)
+        elif item.error:
             report.failed.append(item)
         elif item.how == "skipped":
             report.skipped.append(item)

@@ -338,6 +338,36 @@ def check_probe(store: S3Store) -> Check:
                  fix="allow s3:ListBucket on the bucket and s3:DeleteObject on bucket/prefix/*")
 
 
+def check_public(store: S3Store) -> Check:
+    """The public URL serves the store's keys: a probe written to S3 is fetched through it, unsigned."""
+    s = store.settings
+    public = store.public
+    assert public is not None
+    key = probe_key(s.prefix)
+    body = b"lfs-s3-agent doctor public probe " + secrets.token_bytes(16)
+    oid = hashlib.sha256(body).hexdigest()
+    url = public.url(key)
+    try:
+        store.client.put_object(Bucket=s.bucket, Key=key, Body=body,
+                                ChecksumSHA256=base64.b64encode(bytes.fromhex(oid)).decode(), **store.put_args(oid))
+    except AgentError as err:
+        return Check("public url", "warn", f"cannot write a probe to check {s.public_url} ({err.message})",
+                     fix="run doctor where credentials can write the store")
+    try:
+        read = public.get_object(Key=key)["Body"].read()
+    except AgentError as err:
+        fix = ("the public URL must serve <public_url>/<key> for the store's keys (a CloudFront origin on the bucket, "
+               "no origin path beyond the prefix layout); a mirror synced later serves new objects only then")
+        status = "warn" if err.code == Code.NOT_FOUND else "fail"
+        return Check("public url", status, f"{url} did not serve the probe: {err.message}", fix=fix)
+    finally:
+        _delete_quietly(store.client, s.bucket, key)
+    if hashlib.sha256(read).hexdigest() != oid:
+        return Check("public url", "fail", f"{url} served {len(read)} bytes that differ from the probe",
+                     fix="the public URL (or a cache in front of it) alters objects: check it")
+    return Check("public url", "ok", f"fetched a probe through {url} (no credentials sent)")
+
+
 def _delete_quietly(client: Any, bucket: str, key: str) -> None:
     try:
         client.delete_object(Bucket=bucket, Key=key)
@@ -406,6 +436,9 @@ def doctor(flags: Mapping[str, Any] | None = None, *, cwd: Cwd = None) -> Doctor
         (lambda: check_probe(store), "objects cannot be written"),
         (lambda: check_checksums(store), ""),
     ]
+    if values.public_url:
+        later.append("public url")
+        steps.append((lambda: check_public(store), ""))
     for run, why in steps:
         try:
             check = run()

@@ -175,6 +175,8 @@ def gc(flags: Mapping[str, Any] | None = None, *, force: bool = False, grace: st
     if max_requests is not None and max_requests < 1:
         raise ConfigError("--max-requests must be at least 1")
     ctx = open_store(flags, cwd, need_repo=True)
+    if force:
+        ctx.store.needs_credentials("gc --force")
     report = GcReport(store=ctx.where, dry_run=not force, grace=grace, max_requests=max_requests)
     if reachable.is_shallow(cwd):
         raise ConfigError("this is a shallow clone: its history is incomplete, so gc cannot tell what is "

@@ -21,12 +21,13 @@ from lfs_s3_agent.links import LinkRecord, broken_link, full_object_sha256
 from lfs_s3_agent.pointer import Pointer
 from lfs_s3_agent.progress import ProgressReporter
 from lfs_s3_agent.reachable import Reached
+from lfs_s3_agent.s3.restore import ArchiveState
 from lfs_s3_agent.s3.transfer import Knobs, fetch
 
 
 @dataclass
 class Problem:
-    status: str  #: "missing", "corrupt", "broken-link" or "error" (could not be checked)
+    status: str  #: "missing", "corrupt", "broken-link", "error" (could not be checked), or "archived" (not a problem)
     pointer: Pointer
     where: str
     detail: str
@@ -51,6 +52,7 @@ class VerifyReport:
     linked: int = 0
     bytes: int = 0
     problems: list[Problem] = field(default_factory=list)
+    archived: list[Problem] = field(default_factory=list)  #: present, in an archive class, not readable yet
     note: str = ""
 
     @property
@@ -64,12 +66,16 @@ class VerifyReport:
     def to_json(self) -> dict[str, Any]:
         return {"revs": self.revs, "store": self.store, "deep": self.deep, "checked": self.checked,
                 "stored": self.stored, "linked": self.linked, "bytes": self.bytes, "ok": self.ok,
-                "problems": [p.to_json() for p in self.problems], "note": self.note}
+                "problems": [p.to_json() for p in self.problems],
+                "archived": [p.to_json() for p in self.archived], "note": self.note}
 
     def render(self) -> list[str]:
         lines = []
         if self.note:
             lines.append(self.note)
+        for p in self.archived:
+            lines.append(f"ARCHIVED: {p.path or '(path unknown)'}  {p.pointer.oid} ({human_bytes(p.pointer.size)}): "
+                         f"{p.detail}")
         for p in self.problems:
             lines.append(f"{p.status.upper()}: {p.path or '(path unknown)'}  {p.pointer.oid} "
                          f"({human_bytes(p.pointer.size)})")
@@ -89,6 +95,9 @@ class VerifyReport:
             summary += "all present and intact"
         else:
             summary += ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        if self.archived:
+            summary += (f"; {len(self.archived)} archived (present, not readable until restored: "
+                        "`lfs-s3-agent restore`)")
         lines.append(summary)
         return lines
 
@@ -146,6 +155,8 @@ class _Verifier:
             corrupt = f"the stored object is recorded as another oid ({recorded})"
         elif checksum and checksum != oid:
             corrupt = f"the stored object's SHA-256 checksum is {checksum}, not the oid"
+        elif not ArchiveState.of(head).readable:
+            return "stored", archived(pointer, url, ArchiveState.of(head))
         elif self.deep:
             try:
                 with open(os.devnull, "wb") as sink:  # hashing is done by the downloader
@@ -210,6 +221,10 @@ class _Verifier:
             return Problem("changed-in-place", pointer, where, "the original changed in place (same size, another "
                            "ETag or version); content not checked", fix="`lfs-s3-agent verify --deep` checks its "
                            "bytes; `lfs-s3-agent link update` refreshes the record when they match", linked=True)
+        if not ArchiveState.of(head).readable:
+            problem = archived(pointer, where, ArchiveState.of(head))
+            problem.linked = True
+            return problem
         if self.deep:
             try:
                 with open(os.devnull, "wb") as sink:  # hashing is done by the downloader
@@ -223,6 +238,13 @@ class _Verifier:
                 return Problem("broken-link", pointer, where, f"the original's bytes hash to {digest}, not the oid",
                                fix=fix, linked=True)
         return None
+
+
+def archived(pointer: Pointer, where: str, state: ArchiveState) -> Problem:
+    """Present in an archive class, not readable yet: reported as such, not as a problem."""
+    how = "a restore is in progress" if state.ongoing else "no restore requested"
+    return Problem("archived", pointer, where, f"present ({state.tier_name}), not readable until restored; {how}",
+                   fix="`lfs-s3-agent restore` (then pull when it is done)")
 
 
 def verify(revs: list[str] | None = None, *, all_refs: bool = False, deep: bool = False,
@@ -260,7 +282,7 @@ def verify(revs: list[str] | None = None, *, all_refs: bool = False, deep: bool 
             report.stored += 1
         if problem is not None:
             problem.path = item.path
-            report.problems.append(problem)
+            (report.archived if problem.status == "archived" else report.problems).append(problem)
     if report.problems:
         by_blob = {blob: p for p, item in ((p, found[p.pointer]) for p in report.problems) for blob in item.blobs}
         for blob, hits in reachable.introducing_commits(set(by_blob), rev_args, cwd).items():

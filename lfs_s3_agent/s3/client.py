@@ -69,8 +69,9 @@ class ClientSpec:
     @classmethod
     def for_store(cls, s: Settings, *, pool: int | None = None) -> ClientSpec:
         """The LFS store's client."""
-        return cls(endpoint_url=s.endpoint_url, region=s.region, profile=s.profile,
-                   addressing_style=s.addressing_style, checksums=s.checksums, ca_bundle=s.ca_bundle,
+        unsigned = getattr(s, "no_sign_request", "false") == "true"
+        return cls(endpoint_url=s.endpoint_url, region=s.region, profile=None if unsigned else s.profile,
+                   unsigned=unsigned, addressing_style=s.addressing_style, checksums=s.checksums, ca_bundle=s.ca_bundle,
                    tls_verify=s.tls_verify != "false", max_attempts=s.max_attempts, timeout=s.timeout,
                    pool=max(10, s.concurrency, pool or 0))
 

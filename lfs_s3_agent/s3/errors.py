@@ -62,9 +62,9 @@ def translate(exc: BaseException, *, bucket: str, key: str | None = None, endpoi
         if code in _MISSING_CODES:
             return StoreError(f"{where}: object not found in the store; it was never pushed here, "
                               "or the settings point at another bucket/prefix", code=Code.NOT_FOUND, **fields)
-        if code == "InvalidObjectState":
+        if code in ("InvalidObjectState", "ObjectNotInActiveTierError"):
             return StoreError(f"{where}: the object is archived (Glacier/Deep Archive); restore it "
-                              "first (`aws s3api restore-object`)", code=Code.ARCHIVED, **fields)
+                              "first (`lfs-s3-agent restore`)", code=Code.ARCHIVED, **fields)
         if code in ("PreconditionFailed", "412") or status == 412:
             return StoreError(f"{where}: the object changed while it was being read; try again",
                               code=Code.INTEGRITY, **fields)

@@ -39,6 +39,9 @@ from lfs_s3_agent.s3.retry import Attempts
 
 if TYPE_CHECKING:
     from lfs_s3_agent.s3.client import S3Client
+    from lfs_s3_agent.s3.public import PublicClient
+
+    Reader = S3Client | PublicClient  #: where downloads come from: S3, or a public URL (s3/public.py)
 
 CHUNK = 1 << 20
 
@@ -406,7 +409,7 @@ def _write(sink: IO[bytes], chunk: bytes) -> None:
                              "permissions in .git/lfs") from None
 
 
-def stream_download(client: S3Client, *, bucket: str, key: str, size: int, sink: IO[bytes],
+def stream_download(client: Reader, *, bucket: str, key: str, size: int, sink: IO[bytes],
                     progress: ProgressReporter, attempts: Attempts, extra: dict[str, Any], etag: str | None) -> str:
     """Stream an object into ``sink``; return its SHA-256. A body cut off mid-stream is resumed.
 
@@ -444,7 +447,7 @@ def stream_download(client: S3Client, *, bucket: str, key: str, size: int, sink:
             attempts.wait()
 
 
-def ranged_download(client: S3Client, *, bucket: str, key: str, fd: int, plan: PartPlan,
+def ranged_download(client: Reader, *, bucket: str, key: str, fd: int, plan: PartPlan,
                     progress: ProgressReporter, max_attempts: int, extra: dict[str, Any] | None = None,
                     etag: str | None = None, attempts: Attempts | None = None) -> str:
     """Fetch the object in parallel ranges written at their offsets; return the SHA-256 of it all.
@@ -634,7 +637,7 @@ class Knobs:
         return cls(get("multipart_threshold"), get("part_size"), get("concurrency"), get("max_attempts"))
 
 
-def fetch(client: S3Client, *, bucket: str, key: str, size: int, sink: IO[bytes], progress: ProgressReporter,
+def fetch(client: Reader, *, bucket: str, key: str, size: int, sink: IO[bytes], progress: ProgressReporter,
           knobs: Knobs, version_id: str | None = None, etag: str | None = None, expect: str | None = None) -> str:
     """Download an object into ``sink`` (one stream, or parallel ranges when large); return its SHA-256.
 

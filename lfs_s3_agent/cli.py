@@ -98,6 +98,8 @@ class Command:
     examples: tuple[str, ...]
     arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    #: what the arguments after ``--`` are (passed on to git, as ``args.passthrough``); None: not taken
+    passthrough: str | None = None
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -177,24 +179,47 @@ def _worker_relay(args: argparse.Namespace, wired: Any, tmp_dir: Any) -> Any:
 def _install_args(p: argparse.ArgumentParser) -> None:
     add_setting_flags(p)
     p.add_argument("--save", action="store_true",
-                   help=f"write the settings to {settings.SETTINGS_FILE} (commit it) instead of git config")
+                   help=f"write the settings to {settings.SETTINGS_FILE} (commit it) instead of git config, and "
+                        "remove local git config keys that would override it")
+    p.add_argument("--remote", metavar="NAME",
+                   help="use the agent for this remote's LFS URL only; other remotes keep their host's LFS")
+    p.add_argument("--global", dest="global_", action="store_true",
+                   help=f"write to ~/.gitconfig, for remotes under each --url: a plain `git clone` of a repository "
+                        f"that commits {settings.SETTINGS_FILE} then needs no step")
+    p.add_argument("--url", dest="urls", action="append", default=[], metavar="URL_PREFIX",
+                   help="with --global: a remote URL or prefix (a host, an organisation, one repository), as you "
+                        "would clone it; repeatable")
     add_json(p, "what was written")
 
 
 def run_install(args: argparse.Namespace) -> int:
-    from lfs_s3_agent.commands.install import install
+    from lfs_s3_agent.commands.install import install, install_global
 
-    return emit(install(setting_flags(args), save=args.save), args.json)
+    if args.global_:
+        if setting_flags(args) or args.save or args.remote:
+            raise ConfigError(f"--global takes only --url: settings come from each repository's committed "
+                              f"{settings.SETTINGS_FILE} (or per clone: `lfs-s3-agent install --bucket NAME` in it)")
+        return emit(install_global(args.urls), args.json)
+    if args.urls:
+        raise ConfigError("--url goes with --global; for one remote of this repository use --remote NAME")
+    return emit(install(setting_flags(args), save=args.save, remote=args.remote), args.json)
 
 
 def _uninstall_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-settings", action="store_true", help="keep the lfs-s3-agent.* settings")
+    p.add_argument("--global", dest="global_", action="store_true", help="remove what `install --global` wrote")
+    p.add_argument("--url", dest="urls", action="append", default=[], metavar="URL_PREFIX",
+                   help="with --global: only these URLs (default: every one)")
     add_json(p, "what was removed")
 
 
 def run_uninstall(args: argparse.Namespace) -> int:
-    from lfs_s3_agent.commands.install import uninstall
+    from lfs_s3_agent.commands.install import uninstall, uninstall_global
 
+    if args.global_:
+        return emit(uninstall_global(args.urls), args.json)
+    if args.urls:
+        raise ConfigError("--url goes with --global")
     return emit(uninstall(keep_settings=args.keep_settings), args.json)
 
 
@@ -209,7 +234,7 @@ def _clone_args(p: argparse.ArgumentParser) -> None:
 def run_clone(args: argparse.Namespace) -> int:
     from lfs_s3_agent.commands.install import clone
 
-    _, report = clone(args.url, args.directory, setting_flags(args), save=args.save)
+    _, report = clone(args.url, args.directory, setting_flags(args), save=args.save, git_args=args.passthrough)
     return emit(report, args.json)
 
 
@@ -392,17 +417,26 @@ COMMANDS: tuple[Command, ...] = (
             "Speak git-lfs's custom transfer protocol on stdin/stdout. git-lfs starts this; `install` configures it.",
             ("git config lfs.customtransfer.lfs-s3-agent.args '-m lfs_s3_agent serve'   # what install configures",),
             _serve_args, run_serve),
-    Command("install", "configure this repository to use the agent",
+    Command("install", "configure this repository (or, with --global, your remotes) to use the agent",
             "Write the git config git-lfs needs to use lfs-s3-agent as its standalone transfer agent, and the given "
-            "settings. Idempotent.",
-            ("lfs-s3-agent install --bucket my-bucket --prefix my-repo --save",
+            "settings. --remote NAME: for that remote only. --global --url PREFIX: in ~/.gitconfig, for every "
+            "repository under PREFIX that commits .lfs-s3-agent.toml (plain git clone/push/pull then just work). "
+            "Idempotent.",
+            ("lfs-s3-agent install --global --url https://github.com/my-org   # once per machine",
+             "lfs-s3-agent install --bucket my-bucket --prefix my-repo --save",
+             "lfs-s3-agent install --remote s3 --bucket my-bucket --prefix my-repo   # origin keeps its LFS",
              "lfs-s3-agent install          # in a clone with .lfs-s3-agent.toml"), _install_args, run_install),
     Command("uninstall", "remove what install wrote",
-            "Remove the git config that install wrote (the committed settings file stays).",
-            ("lfs-s3-agent uninstall --keep-settings",), _uninstall_args, run_uninstall),
+            "Remove the git config that install wrote (the committed settings file stays); --global: what "
+            "install --global wrote to ~/.gitconfig.",
+            ("lfs-s3-agent uninstall --keep-settings", "lfs-s3-agent uninstall --global --url https://github.com/my-org"),
+            _uninstall_args, run_uninstall),
     Command("clone", "clone, install and pull in one step",
-            "GIT_LFS_SKIP_SMUDGE=1 git clone URL [DIR], then install, then git lfs pull.",
-            ("lfs-s3-agent clone git@example.com:team/art.git",), _clone_args, run_clone),
+            "GIT_LFS_SKIP_SMUDGE=1 git clone [GIT_CLONE_OPTIONS] URL [DIR], then install, then git lfs pull. "
+            "Options after -- go to git clone.",
+            ("lfs-s3-agent clone git@example.com:team/art.git",
+             "lfs-s3-agent clone git@example.com:team/art.git art -- --branch dev --depth 1"), _clone_args, run_clone,
+            passthrough="GIT_CLONE_OPTIONS"),
     Command("link", "version files that already live in S3, without copying",
             "Turn S3 objects into LFS pointers under --to. The oid is read from S3's full-object SHA-256 checksum; "
             "the bytes stay in the original and every clone fetches them from there. Patterns: * ? [..] ** {a,b}, "
@@ -501,7 +535,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # git-lfs starts 8 agents in a row, each waits for this: serve builds only its own parser.
     parser = build_parser(["serve"]) if argv[:1] == ["serve"] else build_parser()
-    args = parser.parse_args(argv)
+    command = next((c for c in COMMANDS if argv[:1] == [c.name]), None)
+    passthrough: list[str] = []
+    if command is not None and command.passthrough and "--" in argv:
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1:]
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        hint = (f"; {command.passthrough} go after --: lfs-s3-agent {command.name} ... -- {' '.join(unknown)}"
+                if command is not None and command.passthrough else "")
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    args.passthrough = passthrough
     try:
         return int(args.func(args))
     except AgentError as exc:

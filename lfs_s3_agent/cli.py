@@ -100,6 +100,8 @@ class Command:
     run: Callable[[argparse.Namespace], int]
     #: what the arguments after ``--`` are (passed on to git, as ``args.passthrough``); None: not taken
     passthrough: str | None = None
+    #: unknown options go to ``args.passthrough`` too (they are all git's: no positional to confuse)
+    unknown_to_git: bool = False
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -324,6 +326,21 @@ def run_gc(args: argparse.Namespace) -> int:
                    keep_from=args.keep_from, quiet=args.json), args.json)
 
 
+def _prune_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true", help="check and list; delete nothing")
+    p.add_argument("--remote", metavar="NAME", help="the remote named in the push command it suggests "
+                   "(default: lfs.remote.default, remote.pushDefault or origin)")
+    add_json(p)
+    add_setting_flags(p, LOCATION)
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    from lfs_s3_agent.commands.prune import prune
+
+    return emit(prune(args.passthrough, dry_run=args.dry_run, flags=setting_flags(args), remote=args.remote),
+                args.json)
+
+
 def _ls_args(p: argparse.ArgumentParser) -> None:
     add_json(p)
     add_setting_flags(p, LOCATION)
@@ -473,6 +490,14 @@ COMMANDS: tuple[Command, ...] = (
              "lfs-s3-agent gc --force --grace 30d --max-requests 500",
              "git -C ../fork lfs ls-files --all --long > keep.txt",
              "lfs-s3-agent gc --force --keep-from keep.txt   # a prefix shared by two repos"), _gc_args, run_gc),
+    Command("prune", "git lfs prune, deleting only local objects the store holds",
+            "Ask `git lfs prune --dry-run` (with the git lfs prune options given) which local objects it would "
+            "delete, check each against the store (one listing for many), and delete them only if every one is "
+            "there; otherwise delete nothing and list the missing ones with the command that pushes them. "
+            "`git lfs prune --verify-remote` cannot verify anything with a standalone agent. Exit status 1 when "
+            "an object is missing.",
+            ("lfs-s3-agent prune --dry-run", "lfs-s3-agent prune --recent    # git lfs prune's own options pass on"),
+            _prune_args, run_prune, passthrough="git lfs prune options", unknown_to_git=True),
     Command("ls", "list the store's objects",
             "List every object in the store: date, size, stored or linked, whether HEAD references it (and at which "
             "path); keys that are not ours are listed apart.",
@@ -541,6 +566,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cut = argv.index("--")
         argv, passthrough = argv[:cut], argv[cut + 1:]
     args, unknown = parser.parse_known_args(argv)
+    if unknown and command is not None and command.unknown_to_git:
+        passthrough, unknown = [*unknown, *passthrough], []
     if unknown:
         hint = (f"; {command.passthrough} go after --: lfs-s3-agent {command.name} ... -- {' '.join(unknown)}"
                 if command is not None and command.passthrough else "")

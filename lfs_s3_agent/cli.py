@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    started = time.time()  # before init is answered: see unreachable.UnreachableMark
     setup_logging(args.log_file, args.log_level)
     # The protocol owns the real stdout; anything else printed (by us or a library) goes to stderr.
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
@@ -140,9 +142,16 @@ def run_serve(args: argparse.Namespace) -> int:
             relay = _worker_relay(args, wired, tmp_dir)
         except (ImportError, AttributeError, OSError) as exc:  # no unix sockets or flock on this system
             log.info("no shared worker here (%s); transferring in this process", exc)
+    unreachable = None
+    if wired is not None and config_error is None and wired.repo is not None:
+        from lfs_s3_agent.unreachable import UnreachableMark
+
+        s = wired.settings
+        unreachable = UnreachableMark(wired.repo.common_dir / "lfs-s3-agent",
+                                      s.endpoint_url or f"aws:{s.region or 'default'}", started=started)
     try:
         return agent.serve(sys.stdin.buffer, protocol_out, store, tmp_dir=tmp_dir, config_error=config_error,
-                           delegate=relay)
+                           delegate=relay, unreachable=unreachable)
     except BrokenPipeError:
         return 0  # git-lfs went away; nothing left to tell it
     finally:

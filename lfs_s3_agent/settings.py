@@ -396,6 +396,7 @@ def render_settings_file(values: Mapping[str, Any]) -> str:
         "# lfs-s3-agent settings for this repository (no secrets: credentials come from",
         "# the AWS environment, profile, SSO or instance role). After cloning, run:",
         "#   lfs-s3-agent install && git lfs pull",
+        "# (nothing at all on a machine set up with `lfs-s3-agent install --global --url ...`)",
     ]
     for spec in FIELDS:
         value = values.get(spec.name)

@@ -223,10 +223,12 @@ def location(resolved: settings.Resolved) -> str:
 
 
 def _checkout_incomplete(cwd: str | os.PathLike[str] | None) -> bool:
-    """A plain ``git clone`` whose checkout failed (the agent was not set up yet) leaves tracked files
-    missing or the index out of step; ``git lfs pull`` cannot mend that ("cannot add to the index")."""
+    """A plain ``git clone`` whose checkout failed (the agent was not set up yet) leaves an index that
+    lacks every file (``D `` for each path); ``git lfs pull`` cannot mend that ("cannot add to the index").
+    Ordinary local changes never look like that, so they never get ``git reset --hard`` as advice."""
     proc = gitrepo.git("status", "--porcelain", "--untracked-files=no", cwd=cwd, check=False)
-    return proc.returncode == 0 and bool(proc.stdout.strip())
+    lines = proc.stdout.splitlines()
+    return proc.returncode == 0 and bool(lines) and all(line.startswith("D  ") for line in lines)
 
 
 def remote_lfs_url(remote: str, repo: gitrepo.RepoPaths, cwd: str | os.PathLike[str] | None) -> str:

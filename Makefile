@@ -36,7 +36,7 @@ git-lfs:
 	    exit 1; \
 	  fi; \
 	fi
-	@git lfs version
+	@git lfs version >/dev/null
 
 lint: venv
 	$(BIN)/ruff check lfs_s3_agent tests examples

@@ -98,6 +98,13 @@ def test_clone_passes_git_clone_options_and_explains_misplaced_ones(
     assert clone.run("rev-parse", "--abbrev-ref", "HEAD").strip() == "dev"
     assert clone.run("rev-list", "--count", "HEAD").strip() == "1"  # shallow
 
+    # a partial clone: the pointer blobs arrive on demand, and the LFS files still check out
+    subprocess.run(["git", "-C", str(remote), "config", "uploadpack.allowFilter", "true"], check=True)
+    partial = tmp_path / "partial"
+    runner.agent("clone", f"file://{remote}", str(partial), *flags, "--", "--filter=blob:none", "--branch", "dev")
+    assert (partial / "dev.bin").read_bytes() == dev
+    assert Git(partial).run("config", "remote.origin.partialclonefilter").strip() == "blob:none"
+
 
 def test_install_save_removes_the_local_keys_that_would_shadow_the_file(
         make_clone: MakeClone, s3: MotoServer, bucket: str) -> None:

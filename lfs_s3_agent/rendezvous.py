@@ -203,14 +203,35 @@ def start_worker(directory: Path, key: str, worker_args: list[str], *, cwd: str 
     proc.returncode = 0  # stop Popen's destructor from warning about a running child
 
 
-def prune(directory: Path, older_than: float = 86400.0) -> None:
-    """Remove the logs and lock files of workers gone for more than a day."""
+def prune(directory: Path, older_than: float = 86400.0, settle: float = 60.0) -> list[Path]:
+    """Remove what workers gone for more than ``older_than`` seconds left: logs, lock files, dead sockets.
+
+    A socket nothing listens on (its worker was killed) counts as gone once it is ``settle`` seconds
+    old (a starting worker binds a moment before it listens); the worker's lock and log follow it
+    ``older_than`` after their last use. Returns what was removed.
+    """
     now = time.time()
-    for path in directory.iterdir():
-        if path.suffix in (".log", ".lock") and not path.with_suffix(".sock").exists():
-            with contextlib.suppress(OSError):
-                if now - path.stat().st_mtime > older_than:
+    removed = []
+
+    def age(path: Path) -> float:
+        return now - path.stat().st_mtime
+
+    for path in sorted(directory.iterdir()):
+        with contextlib.suppress(OSError, RendezvousError):
+            if path.suffix == ".sock" and age(path) > settle:
+                sock = try_connect(path)
+                if sock is None:
                     path.unlink()
+                    removed.append(path)
+                else:
+                    sock.close()
+    for path in sorted(directory.iterdir()):
+        with contextlib.suppress(OSError):
+            if (path.suffix in (".log", ".lock") and not path.with_suffix(".sock").exists()
+                    and age(path) > older_than):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def running_workers(directory: Path) -> list[Path]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import io
 import os
 import re
 import tomllib
@@ -287,8 +288,9 @@ class Resolved:
         return Settings(**self.values)
 
 
-NO_BUCKET = ("no bucket is configured: run `lfs-s3-agent install --bucket NAME [--prefix PATH]` in this repository "
-             "(or set LFS_S3_BUCKET)")
+NO_BUCKET = (f"no bucket is configured: this repository commits no {SETTINGS_FILE}; add one with "
+             "`lfs-s3-agent install --bucket NAME [--prefix PATH] --save` and commit it (or, for this clone only, "
+             "`lfs-s3-agent install --bucket NAME`, or set LFS_S3_BUCKET)")
 
 
 def load(flags: Mapping[str, Any] | None = None, *, cwd: str | os.PathLike[str] | None = None,
@@ -310,7 +312,7 @@ def load(flags: Mapping[str, Any] | None = None, *, cwd: str | os.PathLike[str] 
 
     warnings: list[str] = []
     if repo is not None and repo.toplevel is not None:
-        committed = read_settings_file(repo.toplevel / SETTINGS_FILE, problems)
+        committed = read_committed_settings(repo.toplevel, problems)
         for name in USER_ONLY:
             if name in committed:
                 committed.pop(name)
@@ -399,7 +401,36 @@ def cross_field_problems(values: Mapping[str, Any], *, require_bucket: bool = Tr
     return problems
 
 
-def read_settings_file(path: Path, problems: list[str]) -> dict[str, Any]:
+class CommittedBlob:
+    """The settings file as committed at ``HEAD``, read like a file (``open("rb")``)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def open(self, mode: str = "rb") -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+    def __str__(self) -> str:
+        return f"HEAD:{SETTINGS_FILE}"
+
+
+def read_committed_settings(toplevel: Path, problems: list[str]) -> dict[str, Any]:
+    """The settings file of the working tree, or as committed at ``HEAD`` when it is not checked out.
+
+    During a plain ``git clone`` git-lfs runs the agent while the checkout is being written, before
+    the file exists in the working tree (and ``git clone --no-checkout`` never writes it): HEAD has
+    it. The subprocess runs only when the working-tree file is missing, so the usual init stays cheap.
+    """
+    path = toplevel / SETTINGS_FILE
+    if path.exists():
+        return read_settings_file(path, problems)
+    data = gitrepo.committed_file("HEAD", SETTINGS_FILE, cwd=toplevel)
+    if data is None:  # no commit yet, or the file is not committed
+        return {}
+    return read_settings_file(CommittedBlob(data), problems)
+
+
+def read_settings_file(path: Path | CommittedBlob, problems: list[str]) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -425,6 +456,7 @@ def render_settings_file(values: Mapping[str, Any]) -> str:
         "# lfs-s3-agent settings for this repository (no secrets: credentials come from",
         "# the AWS environment, profile, SSO or instance role). After cloning, run:",
         "#   lfs-s3-agent install && git lfs pull",
+        "# (nothing at all on a machine set up with `lfs-s3-agent install --global --url ...`)",
     ]
     for spec in FIELDS:
         value = values.get(spec.name)

@@ -83,6 +83,8 @@ def build(flags: Mapping[str, Any] | None = None, *, cwd: Cwd = None, require_bu
           need_repo: bool = False) -> Wiring:
     """Resolve the settings at ``cwd`` (ConfigError listing every problem; GitError outside a repository
     when ``need_repo``)."""
+    if need_repo:
+        gitrepo.repo_paths(cwd)  # "not inside a git repository" before "no bucket is configured"
     resolved = settings.load(flags, cwd=cwd, require_bucket=require_bucket)
     if need_repo and resolved.repo is None:
         raise GitError(gitrepo.NOT_A_REPO)

@@ -8,6 +8,7 @@ counts every request against ``--max-requests``; never touches a foreign key.
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lfs_s3_agent import reachable
+from lfs_s3_agent import reachable, settings
 from lfs_s3_agent.commands.common import Context, Cwd, iso, open_store, plural, when
 from lfs_s3_agent.console import Progress, human_bytes
 from lfs_s3_agent.errors import AgentError, Code, ConfigError
@@ -81,6 +82,7 @@ class GcReport:
     requests: int = 0
     stopped: str = ""  #: why gc stopped before finishing (the request budget)
     warnings: list[str] = field(default_factory=list)
+    rerun: str = "lfs-s3-agent gc --force"  #: the command that deletes what this dry run listed (the user's flags)
 
     @property
     def notes(self) -> list[str]:
@@ -153,8 +155,26 @@ class GcReport:
         if self.stopped:
             lines.append(self.stopped)
         elif self.dry_run and (self.candidates or self.stale_uploads):
-            lines.append("dry run: nothing was deleted; run `lfs-s3-agent gc --force` to delete")
+            lines.append(f"dry run: nothing was deleted; run `{self.rerun}` to delete")
         return lines
+
+
+def rerun_command(flags: Mapping[str, Any] | None, *, grace: str, max_requests: int | None,
+                  keep_from: str | None, allow_short_grace: bool = False) -> str:
+    """``lfs-s3-agent gc --force`` with every flag the user gave, so the hint deletes what the dry run listed."""
+    words = ["lfs-s3-agent", "gc", "--force"]
+    if grace != "7d":
+        words += ["--grace", grace]
+    if allow_short_grace:
+        words.append("--allow-short-grace")
+    if max_requests is not None:
+        words += ["--max-requests", str(max_requests)]
+    if keep_from is not None:
+        words += ["--keep-from", keep_from]
+    for name, value in (flags or {}).items():
+        if value is not None:
+            words += [settings.FIELDS_BY_NAME[name].flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def gc(flags: Mapping[str, Any] | None = None, *, force: bool = False, grace: str = "7d",
@@ -177,7 +197,9 @@ def gc(flags: Mapping[str, Any] | None = None, *, force: bool = False, grace: st
     ctx = open_store(flags, cwd, need_repo=True)
     if force:
         ctx.store.needs_credentials("gc --force")
-    report = GcReport(store=ctx.where, dry_run=not force, grace=grace, max_requests=max_requests)
+    report = GcReport(store=ctx.where, dry_run=not force, grace=grace, max_requests=max_requests,
+                      rerun=rerun_command(flags, grace=grace, max_requests=max_requests, keep_from=keep_from,
+                                          allow_short_grace=allow_short_grace))
     if reachable.is_shallow(cwd):
         raise ConfigError("this is a shallow clone: its history is incomplete, so gc cannot tell what is "
                           "referenced; run `git fetch --unshallow` first")

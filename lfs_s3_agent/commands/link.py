@@ -218,8 +218,13 @@ class LinkReport:
     hashed: int = 0
     paths: list[str] = field(default_factory=list)
     gitattributes: str | None = None
+    hook_note: str | None = None  #: why the pre-push step linked pushes need is not in place
 
     to: str = ""
+
+    @property
+    def notes(self) -> list[str]:
+        return [self.hook_note] if self.hook_note else []
 
     def summary(self) -> str:
         text = (f"linked {plural(self.linked, 'object')}, {human_bytes(self.bytes_referenced)} referenced, "
@@ -300,6 +305,15 @@ def link(patterns: list[str], to: str, *, checkout: bool = True, hash_missing: b
     report.bytes_referenced = sum(s.size for s in items)
     report.gitattributes = ensure_lfs_tracked(toplevel, dest_dir, list(targets), cwd=cwd)
     refresh_index(toplevel, list(targets))
+    if not checkout:
+        # Pointers without local bytes need our pre-push step. `install` puts it in place, but a clone
+        # configured only by `install --global` has git-lfs's stock hook: put ours there now.
+        from lfs_s3_agent.commands import prepush
+        from lfs_s3_agent.commands.install import custom_hook_note
+
+        hook, outcome = prepush.install_hook(cwd)
+        if outcome == "custom":
+            report.hook_note = custom_hook_note(hook)
     return report
 
 

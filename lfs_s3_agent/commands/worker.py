@@ -46,4 +46,5 @@ def workers(action: str, *, everyone: bool = False) -> WorkerReport:
         raise ConfigError(str(exc)) from None
     repo = None if everyone else str(gitrepo.repo_paths().common_dir)
     found = rendezvous.workers(directory, repo=repo, stop=action == "stop")
+    rendezvous.prune(directory)  # what killed or long-gone workers left behind
     return WorkerReport(str(directory), action, everyone, found)

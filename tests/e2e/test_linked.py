@@ -681,3 +681,26 @@ def test_existing_file_blocks_link_without_force(make_clone: MakeClone, s3: Moto
     link(a, *args)
     assert mine.read_bytes() == pointer(originals["tiles/t0.laz"])
     assert pointer_oid(mine.read_bytes()) == sha256(originals["tiles/t0.laz"])
+
+
+def test_no_checkout_push_in_a_clone_configured_only_by_install_global(
+        make_clone: MakeClone, s3: MotoServer, source: str, bucket: str, remote: Path, tmp_path: Path) -> None:
+    originals = tiles(s3, source, count=2)
+    seed = make_clone("seed", install=False)
+    seed.agent("install", "--bucket", bucket, "--prefix", PREFIX, "--endpoint-url", s3.endpoint, "--save")
+    seed.run("lfs", "track", "*.bin")
+    commit_all(seed, "settings")
+    seed.run("push", "-q", "origin", "HEAD:main")
+    home = Git(tmp_path)
+    home.agent("install", "--global", "--url", str(remote))
+    home.run("clone", "-q", str(remote), str(tmp_path / "plain"))
+    a = Git(tmp_path / "plain")
+    report = link(a, f"s3://{source}/tiles/*.laz", "--to", "data/tiles", "--no-checkout",
+                  "--source-endpoint-url", s3.endpoint)
+    assert report["linked"] == 2
+    commit_all(a, "link tiles")
+    push = a.try_("push", "origin", "HEAD:main")
+    assert push.returncode == 0, push.stderr
+    no_incomplete_push_setting(a)
+    assert {f"{PREFIX}/links/{sha256(d)[0:2]}/{sha256(d)[2:4]}/{sha256(d)}.json"
+            for d in originals.values()} <= set(bucket_objects(s3, bucket))

@@ -82,3 +82,29 @@ def test_nothing_listening_is_none_not_an_error(tmp_path: Path) -> None:
     assert rendezvous.try_connect(tmp_path / "absent.sock") is None
     (tmp_path / "plain.sock").write_text("")
     assert rendezvous.try_connect(tmp_path / "plain.sock") is None  # ECONNREFUSED: a stale leftover
+
+
+def test_prune_removes_what_gone_workers_left_and_keeps_live_ones(tmp_path: Path) -> None:
+    import socket
+
+    directory = tmp_path / "run"
+    directory.mkdir()
+    old = 3 * 86400
+    live = socket.socket(socket.AF_UNIX)
+    live.bind(str(directory / "live.sock"))
+    live.listen()
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(str(directory / "dead.sock"))  # bound, never listening: its worker was killed
+    dead.close()
+    for name in ("live.lock", "live.log", "dead.lock", "dead.log", "gone.lock", "gone.log", "young.lock"):
+        (directory / name).write_text("")
+    for name in ("live.sock", "live.lock", "live.log", "dead.sock", "dead.lock", "dead.log", "gone.lock",
+                 "gone.log"):
+        past = os.stat(directory / name).st_mtime - old
+        os.utime(directory / name, (past, past), follow_symlinks=False)
+    try:
+        removed = {p.name for p in rendezvous.prune(directory)}
+    finally:
+        live.close()
+    assert removed == {"dead.sock", "dead.lock", "dead.log", "gone.lock", "gone.log"}
+    assert sorted(p.name for p in directory.iterdir()) == ["live.lock", "live.log", "live.sock", "young.lock"]

@@ -170,3 +170,33 @@ def test_control_characters_are_escaped_for_terminals() -> None:
 
     assert printable("key\x1b[31m\x9b\x07\tend\n") == "key\\x1b[31m\\u009b\\x07\tend\n"
     assert printable("a\nb", keep_newlines=False) == "a\\nb"
+
+
+@pytest.mark.parametrize("url", ["http://host:9000/lfs", "https://host/bucket/prefix", "http://host:9000?x=1",
+                                 "http://user:pw@host:9000"])
+def test_an_endpoint_with_a_path_or_query_is_refused_with_the_fix(repo_dir: Path, url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings.load({"bucket": "b1", "endpoint_url": url}, cwd=repo_dir)
+    assert "endpoint_url" in info.value.message and "http(s)://host[:port]" in info.value.message
+
+
+def test_a_settings_file_typo_gets_a_did_you_mean(repo_dir: Path) -> None:
+    (repo_dir / ".lfs-s3-agent.toml").write_text('bucket = "b1"\nendpoint-url = "http://127.0.0.1:9000"\n')
+    with pytest.raises(ConfigError) as info:
+        settings.load(cwd=repo_dir)
+    assert "did you mean endpoint_url?" in info.value.message
+    assert "known:" not in info.value.message  # one suggestion, not a list of every name
+
+
+def test_the_committed_file_is_read_from_head_when_it_is_not_checked_out(repo_dir: Path) -> None:
+    import subprocess
+
+    (repo_dir / ".lfs-s3-agent.toml").write_text('bucket = "from-head"\nprefix = "p"\n')
+    subprocess.run(["git", "add", "."], cwd=repo_dir, check=True)
+    subprocess.run(["git", "commit", "-qm", "settings"], cwd=repo_dir, check=True)
+    (repo_dir / ".lfs-s3-agent.toml").unlink()
+    resolved = settings.load(cwd=repo_dir)
+    assert resolved.values["bucket"] == "from-head" and resolved.sources["bucket"] == ".lfs-s3-agent.toml"
+    # the working-tree file wins when there is one
+    (repo_dir / ".lfs-s3-agent.toml").write_text('bucket = "from-tree"\n')
+    assert settings.load(cwd=repo_dir).values["bucket"] == "from-tree"

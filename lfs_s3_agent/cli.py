@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,11 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-file", help="append logs to this file (default: stderr, shown by GIT_TRACE=1)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                    help="default: info under GIT_TRACE, else warning (env LFS_S3_LOG_LEVEL)")
+    # From the launcher (launcher.py), which reads the first lines itself.
+    p.add_argument("--first-line", help=argparse.SUPPRESS)
+    p.add_argument("--answered-init", help=argparse.SUPPRESS)
+    p.add_argument("--stamp", help=argparse.SUPPRESS)
+    p.add_argument("--stamp-sig", help=argparse.SUPPRESS)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -117,6 +123,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from lfs_s3_agent import agent, wiring
 
+    validated_at = time.time()
     config_error: ConfigError | None = None
     wired: wiring.Wiring | None = None
     store: Any
@@ -136,9 +143,18 @@ def run_serve(args: argparse.Namespace) -> int:
             relay = _worker_relay(args, wired, tmp_dir)
         except (ImportError, AttributeError, OSError) as exc:  # no unix sockets or flock on this system
             log.info("no shared worker here (%s); transferring in this process", exc)
+    on_init = None
+    if args.stamp and args.stamp_sig is not None and config_error is None:
+        from lfs_s3_agent.launcher import write_stamp
+
+        def on_init() -> None:  # the next agents' launchers answer init without starting Python
+            write_stamp(args.stamp, args.stamp_sig, validated_at)
+
+    first_lines = tuple(line.encode() for line in (args.first_line,) if line)
     try:
         return agent.serve(sys.stdin.buffer, protocol_out, store, tmp_dir=tmp_dir, config_error=config_error,
-                           delegate=relay)
+                           delegate=relay, first_lines=first_lines, on_init=on_init,
+                           answered_init=args.answered_init.encode() if args.answered_init else None)
     except BrokenPipeError:
         return 0  # git-lfs went away; nothing left to tell it
     finally:

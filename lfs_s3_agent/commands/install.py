@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lfs_s3_agent import gitrepo, settings
+from lfs_s3_agent import gitrepo, launcher, settings
 from lfs_s3_agent.commands import prepush
 from lfs_s3_agent.errors import ConfigError, GitError
 
@@ -28,12 +28,13 @@ FORMAT_KEY = "lfs.repositoryformatversion"
 FORMAT_MARK = f"{settings.GIT_SECTION}.lfs-format-added"
 
 
-def agent_keys() -> dict[str, str]:
-    """The git config git-lfs reads to start us (``sh -c '"<path>" <args>'``)."""
+def agent_keys(agent_path: Path | None = None) -> dict[str, str]:
+    """The git config git-lfs reads to start us (``sh -c '"<path>" <args>'``): the launcher
+    (``launcher.write_launcher``) when given, else Python itself."""
     base = f"lfs.customtransfer.{AGENT_NAME}"
     return {
-        f"{base}.path": sys.executable,
-        f"{base}.args": "-m lfs_s3_agent serve",
+        f"{base}.path": str(agent_path) if agent_path else sys.executable,
+        f"{base}.args": "serve" if agent_path else "-m lfs_s3_agent serve",
         f"{base}.concurrent": "true",
         "lfs.standalonetransferagent": AGENT_NAME,
     }
@@ -117,7 +118,7 @@ def install(flags: Mapping[str, Any], *, save: bool = False, cwd: str | os.PathL
         if not had_format and gitrepo.read_config(rf"^{FORMAT_KEY}$", cwd=cwd, scope="local"):
             gitrepo.set_config(FORMAT_MARK, "true", cwd=cwd)
         report.ran_lfs_install = True
-    for key, value in agent_keys().items():
+    for key, value in agent_keys(launcher.write_launcher(repo.common_dir / "lfs-s3-agent")).items():
         gitrepo.set_config(key, value, cwd=cwd)
         report.written[key] = value
     hook, outcome = prepush.install_hook(cwd)

@@ -123,16 +123,20 @@ class Agent:
         if raw.get("event") == TERMINATE:
             # Most of git-lfs's workers never get a transfer: they must not pay for pydantic to stop.
             return False
+        if self.late_config_error is not None:
+            oid = raw.get("oid")
+            if isinstance(oid, str) and oid:
+                self.writer.write({"event": "complete", "oid": oid, "error": {
+                    "code": int(Code.CONFIG), "message": f"lfs-s3-agent: {self.late_config_error.message}"}})
+            else:
+                log.error("ignoring request: %s", self.late_config_error.message)
+            return True
         from lfs_s3_agent.protocol import messages  # first transfer request: now pydantic is worth its cost
 
         try:
             request = messages.parse_request(raw)
             if request.event == "terminate":
                 return False
-            if self.late_config_error is not None:
-                self.writer.write(messages.encode(messages.CompleteEvent.failed(
-                    request.oid, Code.CONFIG, f"lfs-s3-agent: {self.late_config_error.message}")))
-                return True
             if self.init is None:
                 raise BadRequest(f"{request.event} request before a successful init", oid=request.oid)
         except BadRequest as exc:

@@ -9,6 +9,7 @@ with an example, and lists only the settings it uses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -111,6 +112,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--answered-init", help=argparse.SUPPRESS)
     p.add_argument("--stamp", help=argparse.SUPPRESS)
     p.add_argument("--stamp-sig", help=argparse.SUPPRESS)
+    p.add_argument("--start-worker", metavar="MARKER", help=argparse.SUPPRESS)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -123,6 +125,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from lfs_s3_agent import agent, wiring
 
+    if args.start_worker:
+        return _start_worker(args)
     validated_at = time.time()
     config_error: ConfigError | None = None
     wired: wiring.Wiring | None = None
@@ -148,7 +152,13 @@ def run_serve(args: argparse.Namespace) -> int:
         from lfs_s3_agent.launcher import write_stamp
 
         def on_init() -> None:  # the next agents' launchers answer init without starting Python
-            write_stamp(args.stamp, args.stamp_sig, validated_at)
+            socket = ""
+            if relay is not None and wired is not None:
+                from lfs_s3_agent import rendezvous
+
+                with contextlib.suppress(rendezvous.RendezvousError, OSError):
+                    socket = str(rendezvous.socket_path(rendezvous.runtime_dir(), rendezvous.key_for(wired.resolved)))
+            write_stamp(args.stamp, args.stamp_sig, validated_at, socket)
 
     first_lines = tuple(line.encode() for line in (args.first_line,) if line)
     try:
@@ -166,6 +176,31 @@ def run_serve(args: argparse.Namespace) -> int:
             write_stats(os.environ["LFS_S3_STATS_FILE"], store.requests)
 
 
+def _start_worker(args: argparse.Namespace) -> int:
+    """``serve --start-worker MARKER``: the launcher's early start of the shared worker (no protocol)."""
+    from lfs_s3_agent import rendezvous, wiring
+
+    try:
+        wired = wiring.build(setting_flags(args))
+        if wired.settings.shared_worker == "true" and wired.dirs is not None:
+            rendezvous.ensure_worker(rendezvous.key_for(wired.resolved), _shared_worker_args(args), cwd=os.getcwd())
+    except (AgentError, rendezvous.RendezvousError, OSError) as exc:
+        log.info("early start of the shared worker: %s", getattr(exc, "message", exc))
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(args.start_worker)
+    return 0
+
+
+def _shared_worker_args(args: argparse.Namespace) -> list[str]:
+    worker_args = [arg for spec in settings.FIELDS if getattr(args, spec.name, None) is not None
+                   for arg in (spec.flag, str(getattr(args, spec.name)))]
+    level = args.log_level or os.environ.get("LFS_S3_LOG_LEVEL")
+    if level:
+        worker_args += ["--log-level", level]
+    return worker_args
+
+
 def _worker_relay(args: argparse.Namespace, wired: Any, tmp_dir: Any) -> Any:
     """The relay to this configuration's shared worker.
 
@@ -174,11 +209,7 @@ def _worker_relay(args: argparse.Namespace, wired: Any, tmp_dir: Any) -> Any:
     """
     from lfs_s3_agent.relay import WorkerRelay
 
-    worker_args = [arg for spec in settings.FIELDS if getattr(args, spec.name, None) is not None
-                   for arg in (spec.flag, str(getattr(args, spec.name)))]
-    level = args.log_level or os.environ.get("LFS_S3_LOG_LEVEL")
-    if level:
-        worker_args += ["--log-level", level]
+    worker_args = _shared_worker_args(args)
     cwd = os.getcwd()
 
     def connect() -> tuple[Any, str]:

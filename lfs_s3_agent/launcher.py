@@ -12,6 +12,8 @@ runs is a sh script that:
   committed settings file). Anything else (no stamp, another signature, a source changed since)
   starts Python for the init, which validates, answers (code 32 on bad settings) and writes the stamp;
 - exits 0 on ``terminate`` or end of input without starting Python;
+- when the stamp's shared worker is not listening, starts it in the background right after the
+  first ``{}`` (``serve --start-worker``), so it warms up while git-lfs starts the other agents;
 - ``exec``s Python at the first transfer request, handing it the init line it already answered and
   the request. Settings that changed in a way the stamp cannot see (an ``include.path`` file) are
   still checked there: every request then fails with code 32 and the reason.
@@ -43,7 +45,8 @@ HOOK_MARK = "# lfs-s3-agent pre-push hook"
 STAMP_NAME = "lfs-s3-agent.stamp"  #: in each worktree's git dir
 #: Environment that chooses which git config files exist or what they say (besides the settings' own).
 GIT_CONFIG_ENV = ("GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
-                  "GIT_CONFIG_NOSYSTEM", "GIT_CONFIG", "HOME", "XDG_CONFIG_HOME")
+                  "GIT_CONFIG_NOSYSTEM", "GIT_CONFIG", "HOME", "XDG_CONFIG_HOME", "LFS_S3_RUNTIME_DIR",
+                  "XDG_RUNTIME_DIR")
 #: How far before the validation the stamp is dated (covers shells that compare whole seconds).
 STAMP_MARGIN = 2.0
 
@@ -96,13 +99,18 @@ for f in "$cd/config" "$gd/config.worktree" "$top/{settings.SETTINGS_FILE}" "$gl
 done
 slowinit() {{ exec "$py" -m lfs_s3_agent "$@" --stamp "$stamp" --stamp-sig "$sig" --first-line "$init"; }}
 case $sig in *"$nl"*) slow "$@" ;; esac
-saved=
-[ -f "$stamp" ] && IFS= read -r saved < "$stamp"
+saved= sock=
+[ -f "$stamp" ] && {{ IFS= read -r saved; IFS= read -r sock; }} < "$stamp"
 [ "$saved" = "$sig" ] || slowinit "$@"
 for f in "$cd/config" "$gd/config.worktree" "$top/{settings.SETTINGS_FILE}" "$global" "$xdg" "$system"; do
   if [ "$f" -nt "$stamp" ]; then slowinit "$@"; fi
 done
 printf '{{}}\\n' || exit 0
+# No shared worker listening: start one now, in the background, while git-lfs starts the other agents
+# (the first of them to get here does it; the worker's start removes the marker).
+if [ -n "$sock" ] && [ ! -S "$sock" ] && mkdir "$sock.starting" 2>/dev/null; then
+  "$py" -m lfs_s3_agent "$@" --start-worker "$sock.starting" </dev/null >/dev/null 2>&1 &
+fi
 while IFS= read -r line || [ -n "$line" ]; do
   case $line in
   *'"event":"terminate"'*) exit 0 ;;
@@ -141,14 +149,15 @@ def write_launcher(fallback_dir: Path | None = None, python: str | None = None) 
     raise ConfigError(f"cannot write the agent launcher {candidates[0]}: {error}")
 
 
-def write_stamp(path: str, signature: str, validated_at: float) -> None:
-    """Record that the settings the launcher described by ``signature`` were valid at ``validated_at``."""
-    if "\n" in signature:
+def write_stamp(path: str, signature: str, validated_at: float, worker_socket: str = "") -> None:
+    """Record that the settings the launcher described by ``signature`` were valid at ``validated_at``,
+    and where their shared worker listens (the launcher starts it early when it does not)."""
+    if "\n" in signature or "\n" in worker_socket:
         return
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(signature + "\n", encoding="utf-8")
+        tmp.write_text(f"{signature}\n{worker_socket}\n", encoding="utf-8")
         when = validated_at - STAMP_MARGIN
         os.utime(tmp, (when, when))
         os.replace(tmp, target)

@@ -167,6 +167,18 @@ def connect(key: str, worker_args: list[str], *, cwd: str | None = None,
     return sock
 
 
+def ensure_worker(key: str, worker_args: list[str], *, cwd: str | None = None,
+                  env: Mapping[str, str] | None = None) -> None:
+    """Start the worker for ``key`` unless its socket is there (the launcher's early start)."""
+    directory = runtime_dir(env)
+    path = socket_path(directory, key)
+    if path.exists():
+        return
+    with locked(directory / f"{key[:32]}.lock"):
+        if not path.exists():
+            start_worker(directory, key, worker_args, cwd=cwd)
+
+
 def log_path(directory: Path, key: str) -> Path:
     return directory / f"{key[:32]}.log"
 
@@ -199,6 +211,8 @@ def start_worker(directory: Path, key: str, worker_args: list[str], *, cwd: str 
         tail = logfile.read_text(errors="replace").strip().splitlines()[-1:] if logfile.exists() else []
         raise RendezvousError(f"the shared worker exited with status {code} before it listened"
                               f"{': ' + tail[0] if tail else ''} (see {logfile})")
+    with contextlib.suppress(OSError):
+        os.rmdir(f"{socket_path(directory, key)}.starting")  # a launcher's early-start marker
     # The worker outlives this agent; the kernel reaps it (reparented) once this process exits.
     proc.returncode = 0  # stop Popen's destructor from warning about a running child
 

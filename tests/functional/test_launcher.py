@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from lfs_s3_agent import launcher
+from lfs_s3_agent import launcher, rendezvous
+from tests.polling import wait_until
 
 INIT = b'{"event":"init","operation":"download","remote":"origin","concurrent":true,"concurrenttransfers":8}\n'
 TERMINATE = b'{"event":"terminate"}\n'
@@ -34,6 +35,11 @@ def counting_python(tmp_path: Path) -> tuple[str, Path]:
 
 
 def starts(log: Path) -> list[str]:
+    """Python starts for agents (the background early start of the shared worker is counted apart)."""
+    return [line for line in all_starts(log) if "--start-worker" not in line]
+
+
+def all_starts(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
@@ -90,6 +96,19 @@ def test_idle_agents_start_no_python_once_the_settings_are_validated(repo_dir: P
     for data in (INIT + TERMINATE, INIT, INIT + b"\n" + TERMINATE):
         assert session(sub, data)[0] == [{}]
     assert len(starts(log)) == 1  # then answered by the launcher alone
+
+
+def test_the_launcher_starts_the_shared_worker_early_once(repo_dir: Path, tmp_path: Path) -> None:
+    python, log = counting_python(tmp_path)
+    install(repo_dir, python)
+    session(repo_dir, INIT + TERMINATE)  # validates and records where the worker listens
+    for _ in range(4):
+        session(repo_dir, INIT + TERMINATE)
+    wait_until(lambda: len(rendezvous.workers(rendezvous.runtime_dir())) == 1, what="the early-started worker")
+    assert len([line for line in all_starts(log) if "--start-worker" in line]) == 1
+    session(repo_dir, INIT + TERMINATE)  # it listens: nothing more to start
+    assert len([line for line in all_starts(log) if "--start-worker" in line]) == 1
+    assert not list(rendezvous.runtime_dir().glob("*.starting"))
 
 
 def test_a_transfer_request_starts_python_with_the_answered_init(repo_dir: Path, tmp_path: Path) -> None:

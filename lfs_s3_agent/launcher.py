@@ -82,13 +82,17 @@ case $init in
 *) slow "$@" ;;
 esac
 set -f
-dirs=$(git rev-parse --path-format=absolute --absolute-git-dir --git-common-dir --show-toplevel 2>/dev/null) \\
-  || slow "$@"
-IFS=$nl
-set -- $dirs "$@"
-IFS=
-gd=$1 cd=$2 top=$3
-shift 3
+if [ -z "${{GIT_DIR-}}${{GIT_COMMON_DIR-}}${{GIT_WORK_TREE-}}" ] && [ -d "$PWD/.git" ] && [ ! -L "$PWD/.git" ]; then
+  gd=$PWD/.git cd=$PWD/.git top=$PWD  # at the top of a plain clone (what git-lfs usually has): no git to run
+else
+  dirs=$(git rev-parse --path-format=absolute --absolute-git-dir --git-common-dir --show-toplevel 2>/dev/null) \\
+    || slow "$@"
+  IFS=$nl
+  set -- $dirs "$@"
+  IFS=
+  gd=$1 cd=$2 top=$3
+  shift 3
+fi
 stamp=$gd/{STAMP_NAME}
 global=${{GIT_CONFIG_GLOBAL:-$HOME/.gitconfig}}
 xdg=${{XDG_CONFIG_HOME:-$HOME/.config}}/git/config
@@ -174,7 +178,8 @@ def hook_script(python: str | None = None) -> str:
         "command -v git-lfs >/dev/null 2>&1 || { printf >&2 \"\\n%s\\n\\n\" \"This repository is configured "
         "for Git LFS but 'git-lfs' was not found on your path.\"; exit 2; }\n"
         "# Python only when this clone has link records; otherwise this is git-lfs's own hook.\n"
-        "links=$(git rev-parse --path-format=absolute --git-common-dir)/lfs-s3-agent/links\n"
+        "if [ -z \"${GIT_DIR-}${GIT_COMMON_DIR-}\" ] && [ -d .git ]; then links=.git/lfs-s3-agent/links\n"
+        "else links=$(git rev-parse --path-format=absolute --git-common-dir)/lfs-s3-agent/links; fi\n"
         "for f in \"$links\"/*.json; do\n"
         f"  [ -e \"$f\" ] && exec {py} -m lfs_s3_agent pre-push \"$@\"\n"
         "  break\n"

@@ -112,6 +112,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--answered-init", help=argparse.SUPPRESS)
     p.add_argument("--stamp", help=argparse.SUPPRESS)
     p.add_argument("--stamp-sig", help=argparse.SUPPRESS)
+    p.add_argument("--stamp-margin", type=float, default=2.0, help=argparse.SUPPRESS)
     p.add_argument("--start-worker", metavar="MARKER", help=argparse.SUPPRESS)
 
 
@@ -158,7 +159,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
                 with contextlib.suppress(rendezvous.RendezvousError, OSError):
                     socket = str(rendezvous.socket_path(rendezvous.runtime_dir(), rendezvous.key_for(wired.resolved)))
-            write_stamp(args.stamp, args.stamp_sig, validated_at, socket)
+            write_stamp(args.stamp, args.stamp_sig, validated_at, socket, args.stamp_margin)
 
     first_lines = tuple(line.encode() for line in (args.first_line,) if line)
     try:

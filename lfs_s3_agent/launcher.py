@@ -23,8 +23,10 @@ this user and interpreter: ``$XDG_DATA_HOME/lfs-s3-agent/agent-<hash of the inte
 (``~/.local/share``; the git common dir when that is not writable), and moving a repository
 does not break it.
 
-The stamp's mtime is set 2 s before the validation began, so a config source written at or after
-that moment is always newer than it, even where the shell compares whole seconds.
+The stamp's mtime is set before the validation began, so a config source written at or after that
+moment is always newer than it: 50 ms before where the launcher's shell compares file times to the
+nanosecond (probed by ``install``; the kernel's file clock lags by a few ms at most), 2 s before
+where it compares whole seconds.
 
 The pre-push hook starts Python only when this clone has link records; otherwise it is
 git-lfs's own hook.
@@ -35,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import time
 from pathlib import Path
 
 from lfs_s3_agent import settings
@@ -47,8 +50,30 @@ STAMP_NAME = "lfs-s3-agent.stamp"  #: in each worktree's git dir
 GIT_CONFIG_ENV = ("GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
                   "GIT_CONFIG_NOSYSTEM", "GIT_CONFIG", "HOME", "XDG_CONFIG_HOME", "LFS_S3_RUNTIME_DIR",
                   "XDG_RUNTIME_DIR")
-#: How far before the validation the stamp is dated (covers shells that compare whole seconds).
+#: How far before the validation the stamp is dated: for shells that compare whole seconds, and for
+#: those that compare nanoseconds (file times come from a coarse clock, a few ms behind).
 STAMP_MARGIN = 2.0
+STAMP_MARGIN_NS = 0.05
+SHELL = "/bin/sh"  #: the launcher's interpreter (its #! line)
+
+
+def shell_compares_nanoseconds(shell: str = SHELL) -> bool:
+    """Does ``[ a -nt b ]`` in this shell see two file times 0.4 s apart within one second?"""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        older, newer = Path(tmp, "older"), Path(tmp, "newer")
+        base = int(time.time()) - 10
+        for path, when in ((older, base + 0.1), (newer, base + 0.5)):
+            path.touch()
+            os.utime(path, (when, when))
+        try:
+            proc = subprocess.run([shell, "-c", '[ "$1" -nt "$2" ]', "sh", str(newer), str(older)],
+                                  capture_output=True, timeout=10, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return proc.returncode == 0
 
 
 def sh_quote(value: str) -> str:
@@ -63,12 +88,12 @@ def launcher_path(python: str | None = None) -> Path:
     return Path(data) / "lfs-s3-agent" / f"agent-{digest}.sh"
 
 
-def launcher_script(python: str | None = None) -> str:
-    """The agent git-lfs runs as ``sh -c '<path> serve [flags]'``."""
+def launcher_script(python: str | None = None, margin: float = STAMP_MARGIN) -> str:
+    """The agent git-lfs runs as ``sh -c '<path> serve [flags]'``; ``margin``: how early stamps are dated."""
     py = sh_quote(python or sys.executable)
     env_names = sorted({spec.env for spec in settings.FIELDS} | set(GIT_CONFIG_ENV))
     env_sig = "|".join("${%s-}" % name for name in env_names)  # noqa: UP031 - sh syntax, not Python's
-    return f"""#!/bin/sh
+    return f"""#!{SHELL}
 {LAUNCHER_MARK}: written by `lfs-s3-agent install`, replaced by the next install; do not edit.
 # Answers git-lfs's init without Python when the settings are known good, exits on terminate
 # without Python, and starts Python (lfs_s3_agent serve) at the first transfer request.
@@ -101,7 +126,8 @@ sig="v1|$gd|$cd|$top|$*|{env_sig}|"
 for f in "$cd/config" "$gd/config.worktree" "$top/{settings.SETTINGS_FILE}" "$global" "$xdg" "$system"; do
   if [ -e "$f" ]; then sig="${{sig}}1"; else sig="${{sig}}0"; fi
 done
-slowinit() {{ exec "$py" -m lfs_s3_agent "$@" --stamp "$stamp" --stamp-sig "$sig" --first-line "$init"; }}
+slowinit() {{ exec "$py" -m lfs_s3_agent "$@" --stamp "$stamp" --stamp-sig "$sig" \\
+  --stamp-margin {margin:g} --first-line "$init"; }}
 case $sig in *"$nl"*) slow "$@" ;; esac
 saved= sock=
 [ -f "$stamp" ] && {{ IFS= read -r saved; IFS= read -r sock; }} < "$stamp"
@@ -133,7 +159,7 @@ def write_launcher(fallback_dir: Path | None = None, python: str | None = None) 
     ``fallback_dir`` (e.g. ``<git common dir>/lfs-s3-agent``) is used when the user's data dir
     cannot be written.
     """
-    text = launcher_script(python)
+    text = launcher_script(python, STAMP_MARGIN_NS if shell_compares_nanoseconds() else STAMP_MARGIN)
     candidates = [launcher_path(python)]
     if fallback_dir is not None:
         candidates.append(fallback_dir / candidates[0].name)
@@ -153,7 +179,8 @@ def write_launcher(fallback_dir: Path | None = None, python: str | None = None) 
     raise ConfigError(f"cannot write the agent launcher {candidates[0]}: {error}")
 
 
-def write_stamp(path: str, signature: str, validated_at: float, worker_socket: str = "") -> None:
+def write_stamp(path: str, signature: str, validated_at: float, worker_socket: str = "",
+                margin: float = STAMP_MARGIN) -> None:
     """Record that the settings the launcher described by ``signature`` were valid at ``validated_at``,
     and where their shared worker listens (the launcher starts it early when it does not)."""
     if "\n" in signature or "\n" in worker_socket:
@@ -162,7 +189,7 @@ def write_stamp(path: str, signature: str, validated_at: float, worker_socket: s
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(f"{signature}\n{worker_socket}\n", encoding="utf-8")
-        when = validated_at - STAMP_MARGIN
+        when = validated_at - margin
         os.utime(tmp, (when, when))
         os.replace(tmp, target)
     except OSError:

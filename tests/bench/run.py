@@ -210,7 +210,7 @@ def run_startup(server: Server, root: Path, env: dict[str, str], samples: int, p
     ctx = Ctx(root=root, client=s3_client(server), server=server)
     startup = report.Startup(init_ms=[], push=[], floor_push=[])
     try:
-        log(f"start-up: {samples} spawns of `python -m lfs_s3_agent serve`")
+        log(f"start-up: {samples} spawns of the agent as git-lfs spawns it (sh -c of the launcher)")
         startup.init_ms = init_latency(prepared.agent_src, {**env, **server.env}, samples)
         log(f"start-up: init reply median {statistics.median(startup.init_ms):.0f} ms")
         pushers: list[tuple[Tool, list[Result]]] = [(TOOLS[Agent.name], startup.push)]

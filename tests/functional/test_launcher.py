@@ -183,3 +183,14 @@ def test_the_hook_starts_no_python_without_link_records(repo_dir: Path, tmp_path
     (links / ("a" * 64 + ".json")).write_text("{}")
     subprocess.run([str(hook), "origin", "file:///nowhere"], cwd=repo_dir, input=b"", capture_output=True)
     assert len(starts(log)) == 1 and starts(log)[0].startswith("-m lfs_s3_agent pre-push origin")
+
+
+def test_stamps_are_dated_by_what_the_shell_can_compare(tmp_path: Path) -> None:
+    ns = launcher.shell_compares_nanoseconds()
+    path = launcher.write_launcher(python=sys.executable)
+    margin = launcher.STAMP_MARGIN_NS if ns else launcher.STAMP_MARGIN
+    assert f"--stamp-margin {margin:g} " in path.read_text()
+    stamp = tmp_path / "stamp"
+    launcher.write_stamp(str(stamp), "sig", 1000.0, "/run/x.sock", margin)
+    assert stamp.read_text() == "sig\n/run/x.sock\n" and stamp.stat().st_mtime == 1000.0 - margin
+    assert not launcher.shell_compares_nanoseconds(str(tmp_path / "no-such-shell"))

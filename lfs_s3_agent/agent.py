@@ -119,6 +119,8 @@ class Agent:
             if not reply:
                 self.init_line = line
             self.writer.write(reply)
+            if not reply and self.on_init is not None:
+                self.on_init()  # after the reply: git-lfs is waiting for it
             return True
         if raw.get("event") == TERMINATE:
             # Most of git-lfs's workers never get a transfer: they must not pay for pydantic to stop.
@@ -155,8 +157,6 @@ class Agent:
         if self.config_error is not None:
             return error_reply(Code.CONFIG, f"lfs-s3-agent: {self.config_error.message}")
         self.init = request
-        if self.on_init is not None:
-            self.on_init()
         log.debug("init: %s", request)
         return {}
 

@@ -153,6 +153,23 @@ exit 0
 """
 
 
+def launcher_python(path: str) -> str | None:
+    """The interpreter a launcher starts; None when ``path`` is not one of our launchers."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    if LAUNCHER_MARK not in text:
+        return None
+    import shlex
+
+    for line in text.splitlines():
+        if line.startswith("py="):
+            words = shlex.split(line[3:])
+            return words[0] if words else None
+    return None
+
+
 def write_launcher(fallback_dir: Path | None = None, python: str | None = None) -> Path:
     """Write (atomically, when it differs) the launcher; its path goes in ``lfs.customtransfer.*.path``.
 

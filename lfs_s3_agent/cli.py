@@ -113,7 +113,6 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stamp", help=argparse.SUPPRESS)
     p.add_argument("--stamp-sig", help=argparse.SUPPRESS)
     p.add_argument("--stamp-margin", type=float, default=2.0, help=argparse.SUPPRESS)
-    p.add_argument("--start-worker", metavar="MARKER", help=argparse.SUPPRESS)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -126,8 +125,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from lfs_s3_agent import agent, wiring
 
-    if args.start_worker:
-        return _start_worker(args)
     validated_at = time.time()
     config_error: ConfigError | None = None
     wired: wiring.Wiring | None = None
@@ -153,13 +150,17 @@ def run_serve(args: argparse.Namespace) -> int:
         from lfs_s3_agent.launcher import write_stamp
 
         def on_init() -> None:  # the next agents' launchers answer init without starting Python
-            socket = ""
+            socket, command = "", ""
             if relay is not None and wired is not None:
+                import shlex
+
                 from lfs_s3_agent import rendezvous
 
                 with contextlib.suppress(rendezvous.RendezvousError, OSError):
-                    socket = str(rendezvous.socket_path(rendezvous.runtime_dir(), rendezvous.key_for(wired.resolved)))
-            write_stamp(args.stamp, args.stamp_sig, validated_at, socket, args.stamp_margin)
+                    key = rendezvous.key_for(wired.resolved)
+                    socket = str(rendezvous.socket_path(rendezvous.runtime_dir(), key))
+                    command = shlex.join(["worker", "run", "--key", key, *_shared_worker_args(args)])
+            write_stamp(args.stamp, args.stamp_sig, validated_at, socket, args.stamp_margin, command)
 
     first_lines = tuple(line.encode() for line in (args.first_line,) if line)
     try:
@@ -175,22 +176,6 @@ def run_serve(args: argparse.Namespace) -> int:
             from lfs_s3_agent.procstats import write_stats
 
             write_stats(os.environ["LFS_S3_STATS_FILE"], store.requests)
-
-
-def _start_worker(args: argparse.Namespace) -> int:
-    """``serve --start-worker MARKER``: the launcher's early start of the shared worker (no protocol)."""
-    from lfs_s3_agent import rendezvous, wiring
-
-    try:
-        wired = wiring.build(setting_flags(args))
-        if wired.settings.shared_worker == "true" and wired.dirs is not None:
-            rendezvous.ensure_worker(rendezvous.key_for(wired.resolved), _shared_worker_args(args), cwd=os.getcwd())
-    except (AgentError, rendezvous.RendezvousError, OSError) as exc:
-        log.info("early start of the shared worker: %s", getattr(exc, "message", exc))
-    finally:
-        with contextlib.suppress(OSError):
-            os.rmdir(args.start_worker)
-    return 0
 
 
 def _shared_worker_args(args: argparse.Namespace) -> list[str]:

@@ -12,8 +12,10 @@ runs is a sh script that:
   committed settings file). Anything else (no stamp, another signature, a source changed since)
   starts Python for the init, which validates, answers (code 32 on bad settings) and writes the stamp;
 - exits 0 on ``terminate`` or end of input without starting Python;
-- when the stamp's shared worker is not listening, starts it in the background right after the
-  first ``{}`` (``serve --start-worker``), so it warms up while git-lfs starts the other agents;
+- when the stamp's shared worker is not listening, starts it (``worker run``, the command the stamp
+  records) in the background right after the first ``{}``, so it warms up while git-lfs starts the
+  other agents; a marker directory makes that one start, and agents wait for it rather than start
+  another (``rendezvous.connect``);
 - ``exec``s Python at the first transfer request, handing it the init line it already answered and
   the request. Settings that changed in a way the stamp cannot see (an ``include.path`` file) are
   still checked there: every request then fails with code 32 and the reason.
@@ -129,8 +131,8 @@ done
 slowinit() {{ exec "$py" -m lfs_s3_agent "$@" --stamp "$stamp" --stamp-sig "$sig" \\
   --stamp-margin {margin:g} --first-line "$init"; }}
 case $sig in *"$nl"*) slow "$@" ;; esac
-saved= sock=
-[ -f "$stamp" ] && {{ IFS= read -r saved; IFS= read -r sock; }} < "$stamp"
+saved= sock= wcmd=
+[ -f "$stamp" ] && {{ IFS= read -r saved; IFS= read -r sock; IFS= read -r wcmd; }} < "$stamp"
 [ "$saved" = "$sig" ] || slowinit "$@"
 for f in "$cd/config" "$gd/config.worktree" "$top/{settings.SETTINGS_FILE}" "$global" "$xdg" "$system"; do
   if [ "$f" -nt "$stamp" ]; then slowinit "$@"; fi
@@ -138,8 +140,9 @@ done
 printf '{{}}\\n' || exit 0
 # No shared worker listening: start one now, in the background, while git-lfs starts the other agents
 # (the first of them to get here does it; the worker's start removes the marker).
-if [ -n "$sock" ] && [ ! -S "$sock" ] && mkdir "$sock.starting" 2>/dev/null; then
-  "$py" -m lfs_s3_agent "$@" --start-worker "$sock.starting" </dev/null >/dev/null 2>&1 &
+# (An asynchronous command of a non-interactive shell ignores SIGINT: a Ctrl-C stops git, not it.)
+if [ -n "$sock" ] && [ -n "$wcmd" ] && [ ! -S "$sock" ] && mkdir "$sock.starting" 2>/dev/null; then
+  ( eval "set -- $wcmd"; exec "$py" -m lfs_s3_agent "$@" </dev/null >/dev/null 2>>"${{sock%.sock}}.log" ) &
 fi
 while IFS= read -r line || [ -n "$line" ]; do
   case $line in
@@ -197,15 +200,16 @@ def write_launcher(fallback_dir: Path | None = None, python: str | None = None) 
 
 
 def write_stamp(path: str, signature: str, validated_at: float, worker_socket: str = "",
-                margin: float = STAMP_MARGIN) -> None:
+                margin: float = STAMP_MARGIN, worker_command: str = "") -> None:
     """Record that the settings the launcher described by ``signature`` were valid at ``validated_at``,
-    and where their shared worker listens (the launcher starts it early when it does not)."""
-    if "\n" in signature or "\n" in worker_socket:
+    where their shared worker listens and how to start it (``lfs_s3_agent`` arguments, sh-quoted):
+    the launcher starts it early when it does not listen."""
+    if any("\n" in text for text in (signature, worker_socket, worker_command)):
         return
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(f"{signature}\n{worker_socket}\n", encoding="utf-8")
+        tmp.write_text(f"{signature}\n{worker_socket}\n{worker_command}\n", encoding="utf-8")
         when = validated_at - margin
         os.utime(tmp, (when, when))
         os.replace(tmp, target)

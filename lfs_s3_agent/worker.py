@@ -313,12 +313,15 @@ def run(key: str, flags: dict[str, Any], *, ready: IO[bytes]) -> int:
         wired = wiring.build(flags)
         if rendezvous.key_for(wired.resolved) != key:
             log.error("the configuration changed while this worker started; not serving it")
+            rendezvous.clear_starting(rendezvous.socket_path(rendezvous.runtime_dir(), key))
             return 3
         directory = rendezvous.runtime_dir()
         path = rendezvous.socket_path(directory, key)
         rendezvous.prune(directory)
     except (ConfigError, GitError, rendezvous.RendezvousError) as exc:
         log.error("%s", getattr(exc, "message", exc))
+        with contextlib.suppress(rendezvous.RendezvousError, OSError):
+            rendezvous.clear_starting(rendezvous.socket_path(rendezvous.runtime_dir(), key))
         return 2
     dirs = wired.dirs
     store = wired.store()
@@ -335,7 +338,10 @@ def run(key: str, flags: dict[str, Any], *, ready: IO[bytes]) -> int:
     t_client = time.monotonic()
     worker = Worker(key, path, store, dirs.tmp if dirs else None, float(wired.settings.worker_idle),
                     str(wired.repo.common_dir) if wired.repo else None)
-    worker.listen()
+    try:
+        worker.listen()
+    finally:
+        rendezvous.clear_starting(path)  # a launcher's early start: agents now connect (or start their own)
     ready.write(b"ready\n")
     ready.flush()
     ready.close()

@@ -36,7 +36,7 @@ def counting_python(tmp_path: Path) -> tuple[str, Path]:
 
 def starts(log: Path) -> list[str]:
     """Python starts for agents (the background early start of the shared worker is counted apart)."""
-    return [line for line in all_starts(log) if "--start-worker" not in line]
+    return [line for line in all_starts(log) if "worker run" not in line]
 
 
 def all_starts(log: Path) -> list[str]:
@@ -105,9 +105,9 @@ def test_the_launcher_starts_the_shared_worker_early_once(repo_dir: Path, tmp_pa
     for _ in range(4):
         session(repo_dir, INIT + TERMINATE)
     wait_until(lambda: len(rendezvous.workers(rendezvous.runtime_dir())) == 1, what="the early-started worker")
-    assert len([line for line in all_starts(log) if "--start-worker" in line]) == 1
+    assert len([line for line in all_starts(log) if "-m lfs_s3_agent worker run" in line]) == 1
     session(repo_dir, INIT + TERMINATE)  # it listens: nothing more to start
-    assert len([line for line in all_starts(log) if "--start-worker" in line]) == 1
+    assert len([line for line in all_starts(log) if "-m lfs_s3_agent worker run" in line]) == 1
     assert not list(rendezvous.runtime_dir().glob("*.starting"))
 
 
@@ -192,5 +192,5 @@ def test_stamps_are_dated_by_what_the_shell_can_compare(tmp_path: Path) -> None:
     assert f"--stamp-margin {margin:g} " in path.read_text()
     stamp = tmp_path / "stamp"
     launcher.write_stamp(str(stamp), "sig", 1000.0, "/run/x.sock", margin)
-    assert stamp.read_text() == "sig\n/run/x.sock\n" and stamp.stat().st_mtime == 1000.0 - margin
+    assert stamp.read_text() == "sig\n/run/x.sock\n\n" and stamp.stat().st_mtime == 1000.0 - margin
     assert not launcher.shell_compares_nanoseconds(str(tmp_path / "no-such-shell"))

@@ -82,3 +82,15 @@ def test_nothing_listening_is_none_not_an_error(tmp_path: Path) -> None:
     assert rendezvous.try_connect(tmp_path / "absent.sock") is None
     (tmp_path / "plain.sock").write_text("")
     assert rendezvous.try_connect(tmp_path / "plain.sock") is None  # ECONNREFUSED: a stale leftover
+
+
+def test_a_stale_launcher_marker_is_cleared(tmp_path: Path) -> None:
+    import time
+
+    sock = tmp_path / "k.sock"
+    marker = rendezvous.starting_marker(sock)
+    assert rendezvous._wait_for_launched(sock) is None  # no marker, nothing listening
+    marker.mkdir()
+    old = time.time() - rendezvous.START_TIMEOUT - 5
+    os.utime(marker, (old, old))
+    assert rendezvous._wait_for_launched(sock) is None and not marker.exists()

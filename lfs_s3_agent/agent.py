@@ -91,8 +91,9 @@ class Agent:
     def __init__(self, writer: LineWriter, store: ObjectStore, *, tmp_dir: Path | None,
                  config_error: ConfigError | None = None, progress_interval: float = 0.1,
                  cancel_check: Callable[[], None] | None = None,
-                 tmp_opener: lfsdirs.TmpOpener | None = None) -> None:
+                 tmp_opener: lfsdirs.TmpOpener | None = None, on_init: Callable[[], None] | None = None) -> None:
         self.writer = writer
+        self.on_init = on_init
         self.store = store
         self.tmp_dir = tmp_dir
         self.config_error = config_error
@@ -101,6 +102,25 @@ class Agent:
         self.tmp_opener = tmp_opener or self._mkstemp
         self.init: InitRequest | None = None
         self.init_line: bytes | None = None  #: the accepted init request, as received
+        #: set when the launcher answered init before the settings turned out unusable: every request fails
+        self.late_config_error: ConfigError | None = None
+
+    def take_answered_init(self, line: bytes) -> None:
+        """Adopt an init request the launcher already answered ``{}`` (nothing is written).
+
+        Settings found unusable now can no longer fail the init: each transfer request fails
+        instead, with the configuration error's code and message.
+        """
+        try:
+            raw = decode_line(line)
+        except BadRequest as exc:
+            log.error("ignoring the answered init line: %s", exc.message)
+            return
+        reply = self._handshake(raw)
+        if not reply:
+            self.init_line = line
+        elif self.config_error is not None:
+            self.late_config_error = self.config_error
 
     def handle_line(self, line: bytes) -> bool:
         """Answer one request line; False when the session is over (terminate)."""
@@ -114,10 +134,20 @@ class Agent:
             if not reply:
                 self.init_line = line
             self.writer.write(reply)
+            if not reply and self.on_init is not None:
+                self.on_init()  # after the reply: git-lfs is waiting for it
             return True
         if raw.get("event") == TERMINATE:
             # Most of git-lfs's workers never get a transfer: they must not pay for pydantic to stop.
             return False
+        if self.late_config_error is not None:
+            oid = raw.get("oid")
+            if isinstance(oid, str) and oid:
+                self.writer.write({"event": "complete", "oid": oid, "error": {
+                    "code": int(Code.CONFIG), "message": f"lfs-s3-agent: {self.late_config_error.message}"}})
+            else:
+                log.error("ignoring request: %s", self.late_config_error.message)
+            return True
         from lfs_s3_agent.protocol import messages  # first transfer request: now pydantic is worth its cost
 
         try:
@@ -214,21 +244,29 @@ class Agent:
 def serve(stdin: IO[bytes], stdout: IO[bytes], store: ObjectStore, *, tmp_dir: Path | None,
           config_error: ConfigError | None = None, progress_interval: float = 0.1,
           delegate: Delegate | None = None, cancel_check: Callable[[], None] | None = None,
-          tmp_opener: lfsdirs.TmpOpener | None = None, unreachable: Unreachable | None = None) -> int:
+          tmp_opener: lfsdirs.TmpOpener | None = None, unreachable: Unreachable | None = None,
+          answered_init: bytes | None = None, first_lines: tuple[bytes, ...] = (),
+          on_init: Callable[[], None] | None = None) -> int:
     """Run one git-lfs session over the given streams; return the process exit status.
 
     ``delegate`` is offered each transfer request first; ``cancel_check`` is called as
     bytes move and raises ``Cancelled`` when the requester has gone; ``tmp_opener``
     replaces creating a temporary file for each download; ``unreachable`` fails transfers at once
-    after another object of the same git command found the endpoint unreachable.
+    after another object of the same git command found the endpoint unreachable. ``answered_init`` is
+    an init request the launcher already answered, ``first_lines`` lines it read from stdin before
+    starting us; ``on_init`` runs when an init is accepted.
     """
     reader = LineReader(stdin)
     writer = ProgressGuard(stdout, unreachable)
     agent = Agent(writer, store, tmp_dir=tmp_dir, config_error=config_error,
-                  progress_interval=progress_interval, cancel_check=cancel_check, tmp_opener=tmp_opener)
+                  progress_interval=progress_interval, cancel_check=cancel_check, tmp_opener=tmp_opener,
+                  on_init=on_init)
+    if answered_init is not None:
+        agent.take_answered_init(answered_init)
+    pending = list(first_lines)
     while True:
         try:
-            line = reader.read()
+            line = pending.pop(0) if pending else reader.read()
         except BadRequest as exc:
             log.error("ignoring request line: %s", exc.message)
             continue

@@ -9,6 +9,7 @@ with an example, and lists only the settings it uses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -113,6 +114,12 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-file", help="append logs to this file (default: stderr, shown by GIT_TRACE=1)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                    help="default: info under GIT_TRACE, else warning (env LFS_S3_LOG_LEVEL)")
+    # From the launcher (launcher.py), which reads the first lines itself.
+    p.add_argument("--first-line", help=argparse.SUPPRESS)
+    p.add_argument("--answered-init", help=argparse.SUPPRESS)
+    p.add_argument("--stamp", help=argparse.SUPPRESS)
+    p.add_argument("--stamp-sig", help=argparse.SUPPRESS)
+    p.add_argument("--stamp-margin", type=float, default=2.0, help=argparse.SUPPRESS)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -126,6 +133,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from lfs_s3_agent import agent, wiring
 
+    validated_at = time.time()
     config_error: ConfigError | None = None
     wired: wiring.Wiring | None = None
     store: Any
@@ -152,9 +160,28 @@ def run_serve(args: argparse.Namespace) -> int:
         s = wired.settings
         unreachable = UnreachableMark(wired.repo.common_dir / "lfs-s3-agent",
                                       s.endpoint_url or f"aws:{s.region or 'default'}", started=started)
+    on_init = None
+    if args.stamp and args.stamp_sig is not None and config_error is None:
+        from lfs_s3_agent.launcher import write_stamp
+
+        def on_init() -> None:  # the next agents' launchers answer init without starting Python
+            socket, command = "", ""
+            if relay is not None and wired is not None:
+                import shlex
+
+                from lfs_s3_agent import rendezvous
+
+                with contextlib.suppress(rendezvous.RendezvousError, OSError):
+                    key = rendezvous.key_for(wired.resolved)
+                    socket = str(rendezvous.socket_path(rendezvous.runtime_dir(), key))
+                    command = shlex.join(["worker", "run", "--key", key, *_shared_worker_args(args)])
+            write_stamp(args.stamp, args.stamp_sig, validated_at, socket, args.stamp_margin, command)
+
+    first_lines = tuple(line.encode() for line in (args.first_line,) if line)
     try:
         return agent.serve(sys.stdin.buffer, protocol_out, store, tmp_dir=tmp_dir, config_error=config_error,
-                           delegate=relay, unreachable=unreachable)
+                           delegate=relay, unreachable=unreachable, first_lines=first_lines, on_init=on_init,
+                           answered_init=args.answered_init.encode() if args.answered_init else None)
     except BrokenPipeError:
         return 0  # git-lfs went away; nothing left to tell it
     finally:
@@ -166,6 +193,15 @@ def run_serve(args: argparse.Namespace) -> int:
             write_stats(os.environ["LFS_S3_STATS_FILE"], store.requests)
 
 
+def _shared_worker_args(args: argparse.Namespace) -> list[str]:
+    worker_args = [arg for spec in settings.FIELDS if getattr(args, spec.name, None) is not None
+                   for arg in (spec.flag, str(getattr(args, spec.name)))]
+    level = args.log_level or os.environ.get("LFS_S3_LOG_LEVEL")
+    if level:
+        worker_args += ["--log-level", level]
+    return worker_args
+
+
 def _worker_relay(args: argparse.Namespace, wired: Any, tmp_dir: Any) -> Any:
     """The relay to this configuration's shared worker.
 
@@ -174,11 +210,7 @@ def _worker_relay(args: argparse.Namespace, wired: Any, tmp_dir: Any) -> Any:
     """
     from lfs_s3_agent.relay import WorkerRelay
 
-    worker_args = [arg for spec in settings.FIELDS if getattr(args, spec.name, None) is not None
-                   for arg in (spec.flag, str(getattr(args, spec.name)))]
-    level = args.log_level or os.environ.get("LFS_S3_LOG_LEVEL")
-    if level:
-        worker_args += ["--log-level", level]
+    worker_args = _shared_worker_args(args)
     cwd = os.getcwd()
 
     def connect() -> tuple[Any, str]:

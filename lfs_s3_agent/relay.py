@@ -99,7 +99,10 @@ class WorkerRelay:
             raise WorkerUnavailable(f"the worker refused the session: {hello.error}")
         sock.sendall(frames.encode(frames.Request(init_line)))
         reply = frames.decode_to_agent(self._readline())
-        if not isinstance(reply, frames.Event) or reply.message:
+        while isinstance(reply, frames.Log):  # the worker's log lines (debug logs the init) are not its reply
+            worker_log.log(reply.level, "%s", reply.message)
+            reply = frames.decode_to_agent(self._readline())
+        if reply.message:
             raise WorkerUnavailable(f"the worker refused the init request: {reply}")
         log.debug("handing small objects to the shared worker (pid %s)", hello.pid)
 

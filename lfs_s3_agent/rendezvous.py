@@ -151,7 +151,7 @@ def connect(key: str, worker_args: list[str], *, cwd: str | None = None,
     """Connect to the worker for ``key``, starting it first when none is running."""
     directory = runtime_dir(env)
     path = socket_path(directory, key)
-    sock = try_connect(path)
+    sock = try_connect(path) or _wait_for_launched(path)
     if sock is not None:
         return sock
     with locked(directory / f"{key[:32]}.lock"):
@@ -165,6 +165,33 @@ def connect(key: str, worker_args: list[str], *, cwd: str | None = None,
     if sock is None:
         raise RendezvousError(f"the shared worker started but does not listen on {path}")
     return sock
+
+
+def starting_marker(path: Path) -> Path:
+    """The directory a launcher makes while it starts the worker for socket ``path`` (one start at a time)."""
+    return path.with_name(path.name + ".starting")
+
+
+def clear_starting(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(starting_marker(path))
+
+
+def _wait_for_launched(path: Path) -> socket.socket | None:
+    """A worker a launcher is starting (its marker is there and young): wait until it listens."""
+    marker = starting_marker(path)
+    while True:
+        try:
+            age = time.time() - os.stat(marker).st_mtime
+        except OSError:
+            return try_connect(path)  # it listens now, or it gave up: either way the marker is gone
+        if age > START_TIMEOUT:
+            clear_starting(path)  # its worker never got to listen
+            return None
+        sock = try_connect(path)
+        if sock is not None:
+            return sock
+        time.sleep(0.01)
 
 
 def log_path(directory: Path, key: str) -> Path:
@@ -199,6 +226,7 @@ def start_worker(directory: Path, key: str, worker_args: list[str], *, cwd: str 
         tail = logfile.read_text(errors="replace").strip().splitlines()[-1:] if logfile.exists() else []
         raise RendezvousError(f"the shared worker exited with status {code} before it listened"
                               f"{': ' + tail[0] if tail else ''} (see {logfile})")
+    clear_starting(socket_path(directory, key))  # a launcher's early start that did not get there
     # The worker outlives this agent; the kernel reaps it (reparented) once this process exits.
     proc.returncode = 0  # stop Popen's destructor from warning about a running child
 

@@ -238,7 +238,7 @@ class Settings:
                                  "warm process per repository and configuration (saves ~0.3 s CPU per agent); "
                                  "false: each agent moves its own", "true", choices=("true", "false"))
     worker_idle: int = setting("seconds the shared worker stays after its last transfer, ready for the next git "
-                               "command", 60, check=_int_between(1, 86400))
+                               "command (~60 MiB of memory while it waits)", 300, check=_int_between(1, 86400))
     # -- open projects and cold storage (issue 16) --
     public_url: str | None = setting("https base URL that serves the store's keys read-only (<public_url>/<key>: a "
                                      "CDN, the bucket's public endpoint, a static mirror); downloads go there as "

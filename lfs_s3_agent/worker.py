@@ -35,6 +35,7 @@ from lfs_s3_agent.protocol import worker as frames
 from lfs_s3_agent.protocol.framing import MAX_LINE
 
 log = logging.getLogger(__name__)
+STARTED = time.monotonic()  #: when this module was imported: near enough the worker process's start
 
 _session = threading.local()  # .conn: the Connection whose thread this is
 
@@ -312,29 +313,42 @@ def run(key: str, flags: dict[str, Any], *, ready: IO[bytes]) -> int:
         wired = wiring.build(flags)
         if rendezvous.key_for(wired.resolved) != key:
             log.error("the configuration changed while this worker started; not serving it")
+            rendezvous.clear_starting(rendezvous.socket_path(rendezvous.runtime_dir(), key))
             return 3
         directory = rendezvous.runtime_dir()
         path = rendezvous.socket_path(directory, key)
         rendezvous.prune(directory)
     except (ConfigError, GitError, rendezvous.RendezvousError) as exc:
         log.error("%s", getattr(exc, "message", exc))
+        with contextlib.suppress(rendezvous.RendezvousError, OSError):
+            rendezvous.clear_starting(rendezvous.socket_path(rendezvous.runtime_dir(), key))
         return 2
     dirs = wired.dirs
     store = wired.store()
-    # Pay for the imports and the client now, once, before any agent waits on them.
+    # Pay for the imports and the client now, once, before any agent waits on them: a first request
+    # needs both (pydantic to parse it, the client to move its bytes) before its first byte moves.
+    t_settings = time.monotonic()
     from lfs_s3_agent.protocol import messages  # noqa: F401
 
+    t_messages = time.monotonic()
     try:
         wired.s3_store().client  # noqa: B018
     except Exception as exc:
         log.warning("S3 client: %s", exc)
+    t_client = time.monotonic()
     worker = Worker(key, path, store, dirs.tmp if dirs else None, float(wired.settings.worker_idle),
                     str(wired.repo.common_dir) if wired.repo else None)
-    worker.listen()
+    try:
+        worker.listen()
+    finally:
+        rendezvous.clear_starting(path)  # a launcher's early start: agents now connect (or start their own)
     ready.write(b"ready\n")
     ready.flush()
     ready.close()
-    log.info("worker %d listening on %s", os.getpid(), path)
+    log.info("worker %d listening on %s; ready %.0f ms after its modules loaded, %.0f ms of CPU in all "
+             "(settings %.0f ms, pydantic %.0f ms, S3 client %.0f ms)", os.getpid(), path,
+             (time.monotonic() - STARTED) * 1000, time.process_time() * 1000,
+             (t_settings - STARTED) * 1000, (t_messages - t_settings) * 1000, (t_client - t_messages) * 1000)
 
     def write_stats() -> None:
         if os.environ.get("LFS_S3_STATS_FILE"):

@@ -37,9 +37,18 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
 
 
 def stop_workers(runtime: Path) -> list[dict[str, object]]:
-    """Stop every shared worker whose socket is in ``runtime``; their status replies."""
+    """Stop every shared worker whose socket is in ``runtime``; their status replies.
+
+    Workers a launcher is still starting in the background (a ``*.starting`` marker) are waited for
+    first, so that none outlives the test.
+    """
+    import time
+
     from lfs_s3_agent import rendezvous
 
+    deadline = time.monotonic() + rendezvous.START_TIMEOUT
+    while list(runtime.glob("*.starting")) and time.monotonic() < deadline:  # not a timing assertion
+        time.sleep(0.05)
     return rendezvous.workers(runtime, stop=True)
 
 

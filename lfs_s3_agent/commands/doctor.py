@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lfs_s3_agent import gitrepo, settings
+from lfs_s3_agent import gitrepo, launcher, settings
 from lfs_s3_agent.commands import prepush
 from lfs_s3_agent.commands.common import Cwd
 from lfs_s3_agent.commands.install import AGENT_NAME, agent_keys
@@ -139,17 +139,29 @@ def check_install(cwd: Cwd = None) -> Check:
     expected = agent_keys()
     base = f"lfs.customtransfer.{AGENT_NAME}"
     problems = []
-    path = config.get(f"{base}.path")
+    path = config.get(f"{base}.path", "")
     if not path:
         problems.append(f"{base}.path is not set: lfs-s3-agent is not installed here")
     elif not os.path.isfile(path) or not os.access(path, os.X_OK):
         problems.append(f"{base}.path is {path}, which does not exist (the Python environment was moved or deleted?)")
-    else:
+    runnable = path != "" and os.path.isfile(path) and os.access(path, os.X_OK)
+    python = launcher.launcher_python(path) if runnable else None  # the sh launcher install writes (issue 15)
+    if python is not None:
+        if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+            problems.append(f"the launcher {path} starts {python}, which does not exist (the Python environment "
+                            "was moved or deleted?)")
+        else:
+            proc = _run([python, "-c", "import lfs_s3_agent"])
+            if proc is None or proc.returncode != 0:
+                problems.append(f"{python} (started by the launcher {path}) cannot import lfs_s3_agent")
+    elif runnable:
         proc = _run([path, "-c", "import lfs_s3_agent"])
         if proc is None or proc.returncode != 0:
             problems.append(f"{path} (from {base}.path) cannot import lfs_s3_agent")
     args = config.get(f"{base}.args", "")
-    if path and "lfs_s3_agent serve" not in args:
+    if path and python is not None and args.split()[:1] != ["serve"]:
+        problems.append(f"{base}.args is {args!r}, expected 'serve' (for the launcher {path})")
+    elif path and python is None and "lfs_s3_agent serve" not in args:
         problems.append(f"{base}.args is {args!r}, expected {expected[f'{base}.args']!r}")
     agents = {k: v for k, v in config.items() if k.endswith("standalonetransferagent")}
     if path and AGENT_NAME not in agents.values():

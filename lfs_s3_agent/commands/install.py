@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lfs_s3_agent import gitrepo, settings
+from lfs_s3_agent import gitrepo, launcher, settings
 from lfs_s3_agent.commands import prepush
 from lfs_s3_agent.errors import ConfigError, GitError
 
@@ -38,12 +38,13 @@ STANDALONE_KEY = "lfs.standalonetransferagent"
 SCOPED_STANDALONE = re.compile(r"^lfs\.(.+)\.standalonetransferagent$")
 
 
-def agent_keys(scope_url: str | None = None) -> dict[str, str]:
-    """The git config git-lfs reads to start us (``sh -c '"<path>" <args>'``), for every remote or one URL."""
+def agent_keys(scope_url: str | None = None, agent_path: Path | None = None) -> dict[str, str]:
+    """The git config git-lfs reads to start us (``sh -c '"<path>" <args>'``), for every remote or one URL:
+    the launcher (``launcher.write_launcher``) when given, else Python itself."""
     base = f"lfs.customtransfer.{AGENT_NAME}"
     return {
-        f"{base}.path": sys.executable,
-        f"{base}.args": "-m lfs_s3_agent serve",
+        f"{base}.path": str(agent_path) if agent_path else sys.executable,
+        f"{base}.args": "serve" if agent_path else "-m lfs_s3_agent serve",
         f"{base}.concurrent": "true",
         (f"lfs.{scope_url}.standalonetransferagent" if scope_url else STANDALONE_KEY): AGENT_NAME,
     }
@@ -190,7 +191,7 @@ def install(flags: Mapping[str, Any], *, save: bool = False, remote: str | None 
     if scope_url and local.get(STANDALONE_KEY) == AGENT_NAME:
         gitrepo.unset_config(STANDALONE_KEY, cwd=cwd)  # was for every remote: now for this one only
         report.notes.append(f"the agent no longer serves every remote, only {remote} ({scope_url})")
-    for key, value in agent_keys(scope_url).items():
+    for key, value in agent_keys(scope_url, launcher.write_launcher(repo.common_dir / "lfs-s3-agent")).items():
         gitrepo.set_config(key, value, cwd=cwd)
         report.written[key] = value
     # The endpoint in force now is the one this clone accepts; the agent refuses another one that a

@@ -19,22 +19,13 @@ from pathlib import Path
 
 from lfs_s3_agent import gitrepo, reachable
 from lfs_s3_agent.errors import ConfigError
+from lfs_s3_agent.launcher import HOOK_MARK, hook_script
 from lfs_s3_agent.linked import LocalLinks, local_links_dir
 from lfs_s3_agent.links import LinkRecord
 from lfs_s3_agent.pointer import Pointer
 
 ZERO = "0" * 40
-HOOK_MARK = "# lfs-s3-agent pre-push hook"
-
-
-def hook_script() -> str:
-    return (
-        "#!/bin/sh\n"
-        f"{HOOK_MARK}: runs git-lfs's pre-push, letting linked files that were never downloaded through.\n"
-        "command -v git-lfs >/dev/null 2>&1 || { printf >&2 \"\\n%s\\n\\n\" \"This repository is configured "
-        "for Git LFS but 'git-lfs' was not found on your path.\"; exit 2; }\n"
-        f"exec \"{sys.executable}\" -m lfs_s3_agent pre-push \"$@\"\n"
-    )
+__all__ = ["HOOK_MARK", "hook_script", "install_hook", "pre_push", "remove_hook"]
 
 
 def pushed_revisions(stdin: bytes) -> list[str]:

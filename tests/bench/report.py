@@ -161,6 +161,7 @@ class Startup:
     init_ms: list[float]
     push: list[Result]
     floor_push: list[Result]
+    small: Any = None  #: tests.bench.small.Small: one object, push and pull, cold and warm, beside file://
 
     def init_median(self) -> float | None:
         return statistics.median(self.init_ms) if self.init_ms else None
@@ -212,8 +213,21 @@ def targets(rows: Sequence[Row], startup: Startup | None, big: str | None, many:
                               None if wall is None else wall <= 1.0))
     if startup is not None:
         init = startup.init_median()
-        out.append(Target("init reply after spawn (median)", "< 150 ms", _f(init, "{:.0f} ms"),
-                          None if init is None else init < 150))
+        out.append(Target("init reply after spawn, as git-lfs spawns it (median)", "< 15 ms", _f(init, "{:.0f} ms"),
+                          None if init is None else init < 15))
+        small = startup.small
+        if small is not None:
+            for verb in ("push", "pull"):
+                floor = small.median(f"file {verb}")
+                for mode, limit in (("warm", 3.0), ("cold", 7.0)):
+                    got = small.median(f"{verb} {mode}")
+                    r = ratio(got, floor) if got is not None and floor is not None else None
+                    out.append(Target(f"one 10 KiB object, `git {verb}`{' (lfs pull)' if verb == 'pull' else ''}, "
+                                      f"worker {mode}: wall vs git-lfs file://", f"≤ {limit:.0f}x", _x(r),
+                                      None if r is None else r <= limit))
+            cpu = small.median("push warm", "cpu")
+            out.append(Target("one 10 KiB object `git push`, worker warm: CPU of the whole command", "< 0.25 s",
+                              _f(cpu, "{:.2f} s"), None if cpu is None else cpu < 0.25))
     return out
 
 
@@ -282,9 +296,21 @@ def render(rows: Sequence[Row], workloads: Sequence[tuple[str, str]], startup: S
         out.append("")
         init = startup.init_ms
         if init:
-            out.append(f"- init reply after spawning `python -m lfs_s3_agent serve` in a configured repository: "
+            out.append(f"- init reply after spawning the agent as git-lfs does (`sh -c` of the configured launcher) "
+                       "in a configured repository: "
                        f"median {statistics.median(init):.0f} ms over {len(init)} spawns "
                        f"(min {min(init):.0f}, max {max(init):.0f})")
+        small = startup.small
+        if small is not None:
+            out.append("- one new 10 KiB object, `git push` (with the pre-push hook) and `git lfs pull -I FILE`, "
+                       f"medians over {len(small.wall['file push'])} runs (wall s / whole-command CPU s; a warm "
+                       "worker's CPU during the command included, a cold start's worker not):")
+            for kind in ("push warm", "push cold", "file push", "pull warm", "pull cold", "file pull"):
+                label = kind.replace("file ", "git-lfs file:// ") if kind.startswith("file") else f"agent {kind}"
+                out.append(f"  - {label}: {_f(small.median(kind), '{:.3f}')} s / "
+                           f"{_f(small.median(kind, 'cpu'), '{:.2f}')} s")
+            for error in small.errors:
+                out.append(f"  - **failed**: {error}")
         for label, results in (("agent", startup.push), ("git-lfs file://", startup.floor_push)):
             ok = [r for r in results if r.error is None]
             if not ok:
@@ -341,6 +367,12 @@ def summary(rows: Sequence[Row], startup: Startup | None, big: str | None, many:
         ok = [r for r in startup.push if r.error is None]
         if ok:
             parts.append(f"1-object push {_f(_median(r.wall_s for r in ok), '{:.2f}')} s")
+        small = startup.small
+        if small is not None:
+            for kind in ("push warm", "push cold", "pull warm", "pull cold"):
+                floor = small.median("file " + kind.split()[0])
+                got = small.median(kind)
+                parts.append(f"1x10KiB {kind} {_x(ratio(got, floor) if got and floor else None)} file://")
     parts.append("all integrity checks passed" if failures == 0 else f"{failures} FAILED run(s)")
     return "bench (agent÷peer, medians): " + "; ".join(parts)
 

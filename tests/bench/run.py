@@ -30,6 +30,7 @@ from typing import Any
 from tests.bench import report
 from tests.bench.procs import run
 from tests.bench.servers import REPO, S3RVER_JS, LoggedMotoServer, S3rver, Server
+from tests.bench.small import KINDS, one_object
 from tests.bench.startup import init_latency
 from tests.bench.tools import TOOL_KEYS, TOOLS, Agent, Ctx, FileFloor, Result, Tool, environ_for_tools
 from tests.bench.workloads import BUCKET, GiB, MiB, Prepared, Workload, prepare, remove, workload_name
@@ -209,7 +210,7 @@ def run_startup(server: Server, root: Path, env: dict[str, str], samples: int, p
     ctx = Ctx(root=root, client=s3_client(server), server=server)
     startup = report.Startup(init_ms=[], push=[], floor_push=[])
     try:
-        log(f"start-up: {samples} spawns of `python -m lfs_s3_agent serve`")
+        log(f"start-up: {samples} spawns of the agent as git-lfs spawns it (sh -c of the launcher)")
         startup.init_ms = init_latency(prepared.agent_src, {**env, **server.env}, samples)
         log(f"start-up: init reply median {statistics.median(startup.init_ms):.0f} ms")
         pushers: list[tuple[Tool, list[Result]]] = [(TOOLS[Agent.name], startup.push)]
@@ -227,8 +228,14 @@ def run_startup(server: Server, root: Path, env: dict[str, str], samples: int, p
                 log(f"start-up: one-object push, {tool.name}: "
                     + (f"FAILED: {result.error}" if result.error else f"{result.wall_s:.3f} s"))
                 _cleanup(tool, ctx, prepared, run_no)
+        log(f"start-up: one 10 KiB object, git push / git lfs pull, cold and warm, {push_samples} runs")
+        startup.small = one_object(root / "small", env, server.endpoint, server.env, push_samples)
+        for kind in KINDS:
+            log(f"start-up: {kind}: median {startup.small.median(kind) or float('nan'):.3f} s, "
+                f"CPU {startup.small.median(kind, 'cpu') or float('nan'):.2f} s")
     finally:
         remove(prepared.root)
+        remove(root / "small")
     return startup
 
 

@@ -177,3 +177,21 @@ def test_an_unsafe_runtime_dir_falls_back_to_the_agents_and_says_why(make_clone:
     b = make_clone("b")
     b.run("lfs", "pull")
     assert tree_digests(b.path) == tree_digests(a.path)
+
+
+def test_debug_logging_keeps_the_worker_in_use(make_clone: Any, tmp_path: Path) -> None:
+    """The worker's own log lines travel as frames: they are never taken for its replies (issue 15)."""
+    a = make_clone("a")
+    a.run("lfs", "track", "*.bin")
+    files = small_files(a, 3)
+    commit_all(a, "data")
+    debug = {"LFS_S3_LOG_LEVEL": "debug", "LFS_S3_LOG_FILE": str(tmp_path / "agents.log")}
+    a.run("push", "origin", "HEAD:main", env=debug)
+    (worker,) = status(a)
+    assert worker["requests"].get("PutObject") == len(files)
+    log = (tmp_path / "agents.log").read_text()
+    assert "handing small objects to the shared worker" in log and "shared worker unavailable" not in log
+    b = make_clone("b")
+    b.run("lfs", "pull", env=debug)
+    assert tree_digests(b.path) == tree_digests(a.path)
+    assert [w["requests"].get("GetObject") for w in status(b)] == [len(files)]

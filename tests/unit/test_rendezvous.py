@@ -108,3 +108,15 @@ def test_prune_removes_what_gone_workers_left_and_keeps_live_ones(tmp_path: Path
         live.close()
     assert removed == {"dead.sock", "dead.lock", "dead.log", "gone.lock", "gone.log"}
     assert sorted(p.name for p in directory.iterdir()) == ["live.lock", "live.log", "live.sock", "young.lock"]
+
+
+def test_a_stale_launcher_marker_is_cleared(tmp_path: Path) -> None:
+    import time
+
+    sock = tmp_path / "k.sock"
+    marker = rendezvous.starting_marker(sock)
+    assert rendezvous._wait_for_launched(sock) is None  # no marker, nothing listening
+    marker.mkdir()
+    old = time.time() - rendezvous.START_TIMEOUT - 5
+    os.utime(marker, (old, old))
+    assert rendezvous._wait_for_launched(sock) is None and not marker.exists()

@@ -1,0 +1,239 @@
+"""What git-lfs and git run: the agent launcher and the pre-push hook, two small POSIX sh scripts.
+
+git-lfs starts ``lfs.concurrenttransfers`` agents (8) one after another, each waiting for the
+previous one's init reply, and waits for all of them to exit; for a small push 7 of the 8 never
+get a request. A Python agent costs ~60 ms to its ``{}`` and ~10 ms to exit, so the agent git-lfs
+runs is a sh script that:
+
+- answers ``{}`` to init itself when the settings are known good: a *stamp* written by the last
+  Python agent that validated them, holding a signature (the git dir, the work tree, the agent's
+  arguments, every ``LFS_S3_*`` setting and the environment that chooses git's config files) and
+  older than every config source (local, worktree, global, XDG and system git config, and the
+  committed settings file). Anything else (no stamp, another signature, a source changed since)
+  starts Python for the init, which validates, answers (code 32 on bad settings) and writes the stamp;
+- exits 0 on ``terminate`` or end of input without starting Python;
+- when the stamp's shared worker is not listening, starts it (``worker run``, the command the stamp
+  records) in the background right after the first ``{}``, so it warms up while git-lfs starts the
+  other agents; a marker directory makes that one start, and agents wait for it rather than start
+  another (``rendezvous.connect``);
+- ``exec``s Python at the first transfer request, handing it the init line it already answered and
+  the request. Settings that changed in a way the stamp cannot see (an ``include.path`` file) are
+  still checked there: every request then fails with code 32 and the reason.
+
+The launcher finds the repository with ``git rev-parse``, so one script serves every repository of
+this user and interpreter: ``$XDG_DATA_HOME/lfs-s3-agent/agent-<hash of the interpreter>.sh``
+(``~/.local/share``; the git common dir when that is not writable), and moving a repository
+does not break it.
+
+The stamp's mtime is set before the validation began, so a config source written at or after that
+moment is always newer than it: 50 ms before where the launcher's shell compares file times to the
+nanosecond (probed by ``install``; the kernel's file clock lags by a few ms at most), 2 s before
+where it compares whole seconds.
+
+The pre-push hook starts Python only when this clone has link records; otherwise it is
+git-lfs's own hook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+from lfs_s3_agent import settings
+from lfs_s3_agent.errors import ConfigError
+
+LAUNCHER_MARK = "# lfs-s3-agent launcher"
+HOOK_MARK = "# lfs-s3-agent pre-push hook"
+STAMP_NAME = "lfs-s3-agent.stamp"  #: in each worktree's git dir
+#: Environment that chooses which git config files exist or what they say (besides the settings' own).
+GIT_CONFIG_ENV = ("GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
+                  "GIT_CONFIG_NOSYSTEM", "GIT_CONFIG", "HOME", "XDG_CONFIG_HOME", "LFS_S3_RUNTIME_DIR",
+                  "XDG_RUNTIME_DIR")
+#: How far before the validation the stamp is dated: for shells that compare whole seconds, and for
+#: those that compare nanoseconds (file times come from a coarse clock, a few ms behind).
+STAMP_MARGIN = 2.0
+STAMP_MARGIN_NS = 0.05
+SHELL = "/bin/sh"  #: the launcher's interpreter (its #! line)
+
+
+def shell_compares_nanoseconds(shell: str = SHELL) -> bool:
+    """Does ``[ a -nt b ]`` in this shell see two file times 0.4 s apart within one second?"""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        older, newer = Path(tmp, "older"), Path(tmp, "newer")
+        base = int(time.time()) - 10
+        for path, when in ((older, base + 0.1), (newer, base + 0.5)):
+            path.touch()
+            os.utime(path, (when, when))
+        try:
+            proc = subprocess.run([shell, "-c", '[ "$1" -nt "$2" ]', "sh", str(newer), str(older)],
+                                  capture_output=True, timeout=10, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return proc.returncode == 0
+
+
+def sh_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def launcher_path(python: str | None = None) -> Path:
+    """Where this interpreter's launcher lives (one per user and interpreter)."""
+    python = python or sys.executable
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    digest = hashlib.sha256(python.encode()).hexdigest()[:12]
+    return Path(data) / "lfs-s3-agent" / f"agent-{digest}.sh"
+
+
+def launcher_script(python: str | None = None, margin: float = STAMP_MARGIN) -> str:
+    """The agent git-lfs runs as ``sh -c '<path> serve [flags]'``; ``margin``: how early stamps are dated."""
+    py = sh_quote(python or sys.executable)
+    env_names = sorted({spec.env for spec in settings.FIELDS} | set(GIT_CONFIG_ENV))
+    env_sig = "|".join("${%s-}" % name for name in env_names)  # noqa: UP031 - sh syntax, not Python's
+    return f"""#!{SHELL}
+{LAUNCHER_MARK}: written by `lfs-s3-agent install`, replaced by the next install; do not edit.
+# Answers git-lfs's init without Python when the settings are known good, exits on terminate
+# without Python, and starts Python (lfs_s3_agent serve) at the first transfer request.
+py={py}
+nl='
+'
+IFS= read -r init || [ -n "$init" ] || exit 0
+slow() {{ exec "$py" -m lfs_s3_agent "$@" --first-line "$init"; }}
+case $init in
+*'"event":"init"'*) ;;
+*) slow "$@" ;;
+esac
+set -f
+if [ -z "${{GIT_DIR-}}${{GIT_COMMON_DIR-}}${{GIT_WORK_TREE-}}" ] && [ -d "$PWD/.git" ] && [ ! -L "$PWD/.git" ]; then
+  gd=$PWD/.git cd=$PWD/.git top=$PWD  # at the top of a plain clone (what git-lfs usually has): no git to run
+else
+  dirs=$(git rev-parse --path-format=absolute --absolute-git-dir --git-common-dir --show-toplevel 2>/dev/null) \\
+    || slow "$@"
+  IFS=$nl
+  set -- $dirs "$@"
+  IFS=
+  gd=$1 cd=$2 top=$3
+  shift 3
+fi
+stamp=$gd/{STAMP_NAME}
+global=${{GIT_CONFIG_GLOBAL:-$HOME/.gitconfig}}
+xdg=${{XDG_CONFIG_HOME:-$HOME/.config}}/git/config
+system=${{GIT_CONFIG_SYSTEM:-/etc/gitconfig}}
+sig="v1|$gd|$cd|$top|$*|{env_sig}|"
+for f in "$cd/config" "$gd/config.worktree" "$top/{settings.SETTINGS_FILE}" "$global" "$xdg" "$system"; do
+  if [ -e "$f" ]; then sig="${{sig}}1"; else sig="${{sig}}0"; fi
+done
+slowinit() {{ exec "$py" -m lfs_s3_agent "$@" --stamp "$stamp" --stamp-sig "$sig" \\
+  --stamp-margin {margin:g} --first-line "$init"; }}
+case $sig in *"$nl"*) slow "$@" ;; esac
+saved= sock= wcmd=
+[ -f "$stamp" ] && {{ IFS= read -r saved; IFS= read -r sock; IFS= read -r wcmd; }} < "$stamp"
+[ "$saved" = "$sig" ] || slowinit "$@"
+for f in "$cd/config" "$gd/config.worktree" "$top/{settings.SETTINGS_FILE}" "$global" "$xdg" "$system"; do
+  if [ "$f" -nt "$stamp" ]; then slowinit "$@"; fi
+done
+printf '{{}}\\n' || exit 0
+# No shared worker listening: start one now, in the background, while git-lfs starts the other agents
+# (the first of them to get here does it; the worker's start removes the marker).
+# (An asynchronous command of a non-interactive shell ignores SIGINT: a Ctrl-C stops git, not it.)
+if [ -n "$sock" ] && [ -n "$wcmd" ] && [ ! -S "$sock" ] && mkdir "$sock.starting" 2>/dev/null; then
+  ( eval "set -- $wcmd"; exec "$py" -m lfs_s3_agent "$@" </dev/null >/dev/null 2>>"${{sock%.sock}}.log" ) &
+fi
+while IFS= read -r line || [ -n "$line" ]; do
+  case $line in
+  *'"event":"terminate"'*) exit 0 ;;
+  '') ;;
+  *) exec "$py" -m lfs_s3_agent "$@" --answered-init "$init" --first-line "$line" ;;
+  esac
+  line=
+done
+exit 0
+"""
+
+
+def launcher_python(path: str) -> str | None:
+    """The interpreter a launcher starts; None when ``path`` is not one of our launchers."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    if LAUNCHER_MARK not in text:
+        return None
+    import shlex
+
+    for line in text.splitlines():
+        if line.startswith("py="):
+            words = shlex.split(line[3:])
+            return words[0] if words else None
+    return None
+
+
+def write_launcher(fallback_dir: Path | None = None, python: str | None = None) -> Path:
+    """Write (atomically, when it differs) the launcher; its path goes in ``lfs.customtransfer.*.path``.
+
+    ``fallback_dir`` (e.g. ``<git common dir>/lfs-s3-agent``) is used when the user's data dir
+    cannot be written.
+    """
+    text = launcher_script(python, STAMP_MARGIN_NS if shell_compares_nanoseconds() else STAMP_MARGIN)
+    candidates = [launcher_path(python)]
+    if fallback_dir is not None:
+        candidates.append(fallback_dir / candidates[0].name)
+    error: OSError | None = None
+    for path in candidates:
+        try:
+            if path.is_file() and path.read_text(encoding="utf-8", errors="replace") == text:
+                return path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.chmod(0o755)
+            os.replace(tmp, path)
+            return path
+        except OSError as exc:
+            error = exc
+    raise ConfigError(f"cannot write the agent launcher {candidates[0]}: {error}")
+
+
+def write_stamp(path: str, signature: str, validated_at: float, worker_socket: str = "",
+                margin: float = STAMP_MARGIN, worker_command: str = "") -> None:
+    """Record that the settings the launcher described by ``signature`` were valid at ``validated_at``,
+    where their shared worker listens and how to start it (``lfs_s3_agent`` arguments, sh-quoted):
+    the launcher starts it early when it does not listen."""
+    if any("\n" in text for text in (signature, worker_socket, worker_command)):
+        return
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(f"{signature}\n{worker_socket}\n{worker_command}\n", encoding="utf-8")
+        when = validated_at - margin
+        os.utime(tmp, (when, when))
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # only an optimisation: the next agent validates again
+
+
+def hook_script(python: str | None = None) -> str:
+    """The pre-push hook: git-lfs's own unless this clone has link records (then ``lfs-s3-agent pre-push``)."""
+    py = sh_quote(python or sys.executable)
+    return (
+        "#!/bin/sh\n"
+        f"{HOOK_MARK}: runs git-lfs's pre-push, letting linked files that were never downloaded through.\n"
+        "command -v git-lfs >/dev/null 2>&1 || { printf >&2 \"\\n%s\\n\\n\" \"This repository is configured "
+        "for Git LFS but 'git-lfs' was not found on your path.\"; exit 2; }\n"
+        "# Python only when this clone has link records, or the committed settings file sets what only the user\n"
+        "# may set (its warning must show in git push's output); otherwise this is git-lfs's own hook.\n"
+        "grep -Eqs '^[[:space:]]*(profile|ca_bundle|tls_verify)[[:space:]]*=' .lfs-s3-agent.toml && "
+        f"exec {py} -m lfs_s3_agent pre-push \"$@\"\n"
+        "if [ -z \"${GIT_DIR-}${GIT_COMMON_DIR-}\" ] && [ -d .git ]; then links=.git/lfs-s3-agent/links\n"
+        "else links=$(git rev-parse --path-format=absolute --git-common-dir)/lfs-s3-agent/links; fi\n"
+        "for f in \"$links\"/*.json; do\n"
+        f"  [ -e \"$f\" ] && exec {py} -m lfs_s3_agent pre-push \"$@\"\n"
+        "  break\n"
+        "done\n"
+        "exec git lfs pre-push \"$@\"\n"
+    )

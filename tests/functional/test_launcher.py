@@ -1,0 +1,196 @@
+"""The launcher git-lfs runs and the pre-push hook (issue 15): counted, never timed.
+
+Agents that get no request must not start Python once the settings are validated, Python agents
+must not import anything heavy to answer init, settings changed since the stamp must still fail
+init with code 32, and the hook starts no Python in a clone without link records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lfs_s3_agent import launcher, rendezvous
+from tests.polling import wait_until
+
+INIT = b'{"event":"init","operation":"download","remote":"origin","concurrent":true,"concurrenttransfers":8}\n'
+TERMINATE = b'{"event":"terminate"}\n'
+BAD_DOWNLOAD = b'{"event":"download","oid":"zz","size":1,"action":null}\n'
+HEAVY = ("pydantic", "botocore", "boto3", "urllib3", "lfs_s3_agent.protocol.messages")
+
+
+def counting_python(tmp_path: Path) -> tuple[str, Path]:
+    """A stand-in interpreter that records each start and then runs the real one."""
+    log = tmp_path / "python-starts.log"
+    fake = tmp_path / "counting python"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {shlex.quote(str(log))}\n'
+                    f'exec {shlex.quote(sys.executable)} "$@"\n')
+    fake.chmod(0o755)
+    return str(fake), log
+
+
+def starts(log: Path) -> list[str]:
+    """Python starts for agents (the background early start of the shared worker is counted apart)."""
+    return [line for line in all_starts(log) if "worker run" not in line]
+
+
+def all_starts(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def install(repo: Path, python: str, *flags: str) -> None:
+    subprocess.run([sys.executable, "-m", "lfs_s3_agent", "install", "--bucket", "some-bucket",
+                    "--endpoint-url", "http://127.0.0.1:9", *flags], cwd=repo, check=True, capture_output=True)
+    path = repo / ".git" / "lfs-s3-agent" / "counting agent.sh"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(launcher.launcher_script(python))
+    path.chmod(0o755)
+    subprocess.run(["git", "config", "lfs.customtransfer.lfs-s3-agent.path", str(path)], cwd=repo, check=True)
+    settle(repo)
+
+
+def settle(repo: Path) -> None:
+    """Date every config source 10 s back, as if written a while ago (the stamp is dated 2 s early)."""
+    past = time.time() - 10
+    for path in (repo / ".git" / "config", Path.home() / ".gitconfig", repo / ".lfs-s3-agent.toml"):
+        if path.exists():
+            os.utime(path, (past, past))
+
+
+def session(cwd: Path, data: bytes, env: dict[str, str] | None = None) -> tuple[list[dict[str, object]], str]:
+    """One agent started the way git-lfs starts it: ``sh -c '<path> <args>'``."""
+    def config(key: str) -> str:
+        return subprocess.run(["git", "config", key], cwd=cwd, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    command = f"{shlex.quote(config('lfs.customtransfer.lfs-s3-agent.path'))} " \
+              f"{config('lfs.customtransfer.lfs-s3-agent.args')}"
+    proc = subprocess.run(["sh", "-c", command], cwd=cwd, input=data, capture_output=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()], proc.stderr.decode(errors="replace")
+
+
+def test_install_points_git_lfs_at_the_launcher(repo_dir: Path) -> None:
+    subprocess.run([sys.executable, "-m", "lfs_s3_agent", "install", "--bucket", "some-bucket"], cwd=repo_dir,
+                   check=True, capture_output=True)
+    path = subprocess.run(["git", "config", "lfs.customtransfer.lfs-s3-agent.path"], cwd=repo_dir, text=True,
+                          capture_output=True, check=True).stdout.strip()
+    assert path == str(launcher.launcher_path()) and launcher.LAUNCHER_MARK in Path(path).read_text()
+    replies, _ = session(repo_dir, INIT + TERMINATE)
+    assert replies == [{}]
+
+
+def test_idle_agents_start_no_python_once_the_settings_are_validated(repo_dir: Path, tmp_path: Path) -> None:
+    python, log = counting_python(tmp_path)
+    install(repo_dir, python)
+    sub = repo_dir / "a sub dir"
+    sub.mkdir()
+    assert session(sub, INIT + TERMINATE)[0] == [{}]
+    assert len(starts(log)) == 1 and "--stamp" in starts(log)[0]  # validated once, in Python
+    for data in (INIT + TERMINATE, INIT, INIT + b"\n" + TERMINATE):
+        assert session(sub, data)[0] == [{}]
+    assert len(starts(log)) == 1  # then answered by the launcher alone
+
+
+def test_the_launcher_starts_the_shared_worker_early_once(repo_dir: Path, tmp_path: Path) -> None:
+    python, log = counting_python(tmp_path)
+    install(repo_dir, python)
+    session(repo_dir, INIT + TERMINATE)  # validates and records where the worker listens
+    for _ in range(4):
+        session(repo_dir, INIT + TERMINATE)
+    wait_until(lambda: len(rendezvous.workers(rendezvous.runtime_dir())) == 1, what="the early-started worker")
+    assert len([line for line in all_starts(log) if "-m lfs_s3_agent worker run" in line]) == 1
+    session(repo_dir, INIT + TERMINATE)  # it listens: nothing more to start
+    assert len([line for line in all_starts(log) if "-m lfs_s3_agent worker run" in line]) == 1
+    assert not list(rendezvous.runtime_dir().glob("*.starting"))
+
+
+def test_a_transfer_request_starts_python_with_the_answered_init(repo_dir: Path, tmp_path: Path) -> None:
+    python, log = counting_python(tmp_path)
+    install(repo_dir, python)
+    session(repo_dir, INIT + TERMINATE)
+    replies, _ = session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE)
+    assert replies[0] == {} and len(replies) == 2
+    assert replies[1]["oid"] == "zz" and replies[1]["error"]["code"] == 40  # type: ignore[index]
+    assert len(starts(log)) == 2 and "--answered-init" in starts(log)[1]
+
+
+def test_settings_changed_since_the_stamp_fail_init_with_code_32(repo_dir: Path, tmp_path: Path) -> None:
+    python, _ = counting_python(tmp_path)
+    install(repo_dir, python)
+    session(repo_dir, INIT + TERMINATE)
+    replies, _ = session(repo_dir, INIT + TERMINATE, env={"LFS_S3_BUCKET": "s3://wrong"})
+    assert replies[0]["error"]["code"] == 32 and "not a URL" in replies[0]["error"]["message"]  # type: ignore[index]
+    subprocess.run(["git", "config", "lfs-s3-agent.region", "not a region"], cwd=repo_dir, check=True)
+    replies, _ = session(repo_dir, INIT + TERMINATE)
+    assert replies[0]["error"]["code"] == 32 and "not a region" in replies[0]["error"]["message"]  # type: ignore[index]
+    subprocess.run(["git", "config", "--unset", "lfs-s3-agent.region"], cwd=repo_dir, check=True)
+    (repo_dir / ".lfs-s3-agent.toml").write_text('bukcet = "x"\n')
+    replies, _ = session(repo_dir, INIT + TERMINATE)
+    assert replies[0]["error"]["code"] == 32  # type: ignore[index]
+
+
+def test_settings_broken_behind_the_stamp_fail_the_first_request_with_code_32(repo_dir: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "lfs_s3_agent", "serve", "--bucket", "s3://wrong",
+                           "--answered-init", INIT.decode().strip(), "--first-line", BAD_DOWNLOAD.decode().strip()],
+                          cwd=repo_dir, input=TERMINATE, capture_output=True, timeout=60)
+    assert proc.returncode == 0
+    (reply,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert reply["oid"] == "zz" and reply["error"]["code"] == 32 and "not a URL" in reply["error"]["message"]
+
+
+def imported(stderr: str) -> set[str]:
+    """Module names from ``python -X importtime`` output."""
+    return {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_a_python_agent_answers_init_and_leaves_without_heavy_imports(repo_dir: Path) -> None:
+    def run(data: bytes) -> tuple[list[dict[str, object]], set[str]]:
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "lfs_s3_agent", "serve",
+                               "--bucket", "some-bucket", "--shared-worker", "false"], cwd=repo_dir, input=data,
+                              capture_output=True, timeout=60)
+        assert proc.returncode == 0
+        return [json.loads(line) for line in proc.stdout.splitlines()], imported(proc.stderr.decode())
+
+    replies, modules = run(INIT + TERMINATE)
+    assert replies == [{}] and "lfs_s3_agent.agent" in modules
+    assert not [m for m in modules if m.startswith(HEAVY)]
+    replies, modules = run(INIT)  # end of input
+    assert replies == [{}] and not [m for m in modules if m.startswith(HEAVY)]
+    _, modules = run(INIT + BAD_DOWNLOAD)  # the check sees imports: a request does need pydantic
+    assert "pydantic" in modules
+
+
+def test_the_hook_starts_no_python_without_link_records(repo_dir: Path, tmp_path: Path) -> None:
+    python, log = counting_python(tmp_path)
+    hook = tmp_path / "pre-push"
+    hook.write_text(launcher.hook_script(python))
+    hook.chmod(0o755)
+    subprocess.run(["git", "lfs", "install", "--local"], cwd=repo_dir, check=True, capture_output=True)
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "remote.git")], check=True)
+    subprocess.run(["git", "remote", "add", "origin", str(tmp_path / "remote.git")], cwd=repo_dir, check=True)
+    proc = subprocess.run([str(hook), "origin", "file:///nowhere"], cwd=repo_dir, input=b"", capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    assert starts(log) == []
+    links = repo_dir / ".git" / "lfs-s3-agent" / "links"
+    links.mkdir(parents=True)
+    (links / ("a" * 64 + ".json")).write_text("{}")
+    subprocess.run([str(hook), "origin", "file:///nowhere"], cwd=repo_dir, input=b"", capture_output=True)
+    assert len(starts(log)) == 1 and starts(log)[0].startswith("-m lfs_s3_agent pre-push origin")
+
+
+def test_stamps_are_dated_by_what_the_shell_can_compare(tmp_path: Path) -> None:
+    ns = launcher.shell_compares_nanoseconds()
+    path = launcher.write_launcher(python=sys.executable)
+    margin = launcher.STAMP_MARGIN_NS if ns else launcher.STAMP_MARGIN
+    assert f"--stamp-margin {margin:g} " in path.read_text()
+    stamp = tmp_path / "stamp"
+    launcher.write_stamp(str(stamp), "sig", 1000.0, "/run/x.sock", margin)
+    assert stamp.read_text() == "sig\n/run/x.sock\n\n" and stamp.stat().st_mtime == 1000.0 - margin
+    assert not launcher.shell_compares_nanoseconds(str(tmp_path / "no-such-shell"))

@@ -146,7 +146,7 @@ def test_a_worker_killed_mid_download_is_finished_by_the_agents(make_clone: Any,
     victim = next(iter(files))
     oid = json.loads(a.run("lfs", "ls-files", "--json"))["files"]
     oid = next(f["oid"] for f in oid if f["name"] == victim)
-    with FaultProxy(s3.endpoint) as proxy:
+    with FaultProxy(s3.endpoint, ca_bundle=getattr(s3, "ca_bundle", None)) as proxy:
         stall = proxy.add(Fault("stall", "GET", oid, times=1, stall_seconds=120))
         b = make_clone("b", endpoint_url=proxy.endpoint)
         pull = b.popen("lfs", "pull")

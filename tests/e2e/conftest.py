@@ -47,7 +47,7 @@ EXTERNAL_HTTPS = EXTERNAL_ENDPOINT.startswith("https:")
 def rgw_xfail(reason: str, *, http_only: bool = False) -> pytest.MarkDecorator:
     """A real product issue on Ceph RGW: expected to fail there (strictly), run normally elsewhere."""
     applies = ON_RGW and not (http_only and EXTERNAL_HTTPS)
-    return pytest.mark.xfail(applies, strict=True, reason=f"RGW: {reason}: known product issue, see issue 13")
+    return pytest.mark.xfail(applies, strict=True, reason=f"{reason}: known product issue, see issue 13")
 
 
 #: Known product issues on Ceph RGW 16 (issue 13): strict xfails there, so a fix shows up as XPASS.

@@ -30,7 +30,8 @@ def run_one(https: bool, pytest_args: list[str]) -> int:
             print(f"== RGW ({label}) up in {time.monotonic() - started:.1f} s at {server.endpoint}; "
                   f"ops log {server.ops_log}", flush=True)
             env = {**os.environ, **server.env(), **server.test_env(), "LFS_S3_TEST_IMPL": "rgw"}
-            cmd = [sys.executable, "-m", "pytest", "tests/e2e", *pytest_args]
+            # The absolute path also keeps this run out of a `pkill -f "pytest tests/e2e"` run elsewhere.
+            cmd = [sys.executable, "-m", "pytest", str(ROOT / "tests" / "e2e"), *pytest_args]
             print(f"== {' '.join(cmd)}", flush=True)
             tests_started = time.monotonic()
             code = subprocess.run(cmd, cwd=ROOT, env=env).returncode
@@ -40,6 +41,9 @@ def run_one(https: bool, pytest_args: list[str]) -> int:
         print(f"== RGW ({label}) failed to start:\n{exc}", file=sys.stderr, flush=True)
         return 1
     print(f"== RGW ({label}) stopped; {time.monotonic() - started:.0f} s in all", flush=True)
+    if code < 0:
+        print(f"== RGW ({label}): pytest was killed by signal {-code} (from outside this run)", file=sys.stderr,
+              flush=True)
     if code == 5:
         print(f"== RGW ({label}): pytest ran no tests: that is a failure here", file=sys.stderr, flush=True)
     return code

@@ -50,13 +50,13 @@ def rgw_xfail(reason: str, *, http_only: bool = False) -> pytest.MarkDecorator:
     return pytest.mark.xfail(applies, strict=True, reason=f"{reason}: known product issue, see issue 13")
 
 
-#: Known product issues on Ceph RGW 16 (issue 13): strict xfails there, so a fix shows up as XPASS.
+#: Known product issues on Ceph RGW 16 (issue 13): strict xfails there (a fix fails the run as XPASS).
 RGW_NO_CHECKSUMS = rgw_xfail("RGW 16 keeps no flexible checksums (no ChecksumSHA256 stored or returned, none per "
                              "part; over https it refuses boto3's checksum trailer), so linked mode cannot read an "
                              "oid from the store")
-RGW_VERSIONED_REUPLOAD = rgw_xfail("on a versioned bucket RGW ignores If-None-Match: *, so a re-push re-uploads "
-                                   "every object (a new version each)")
-RGW_SSE_OVER_HTTP = rgw_xfail("RGW refuses server-side encryption over plain http (InvalidRequest), so --sse "
+RGW_VERSIONED_REUPLOAD = rgw_xfail("RGW 16 ignores If-None-Match: * on a versioned bucket, so a re-push "
+                                   "re-uploads every object (a new version each)")
+RGW_SSE_OVER_HTTP = rgw_xfail("RGW 16 refuses server-side encryption over plain http (InvalidRequest), so --sse "
                               "AES256 fails there", http_only=True)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import re
 import socket
+import ssl
 import struct
 import threading
 from dataclasses import dataclass, field
@@ -47,10 +48,13 @@ class FaultProxy:
     upstream: str
     faults: list[Fault] = field(default_factory=list)
     requests: int = 0
+    ca_bundle: str | None = None  #: for an https upstream (the proxy itself always serves plain http)
 
     def __post_init__(self) -> None:
         target = urlsplit(self.upstream)
-        self._host, self._port = target.hostname or "127.0.0.1", target.port or 80
+        https = target.scheme == "https"
+        self._host, self._port = target.hostname or "127.0.0.1", target.port or (443 if https else 80)
+        self._tls = ssl.create_default_context(cafile=self.ca_bundle) if https else None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         proxy = self
@@ -124,7 +128,8 @@ class FaultProxy:
             _reset(h.connection)
             h.close_connection = True
             return
-        conn = http.client.HTTPConnection(self._host, self._port, timeout=60)
+        conn = (http.client.HTTPSConnection(self._host, self._port, timeout=60, context=self._tls) if self._tls
+                else http.client.HTTPConnection(self._host, self._port, timeout=60))
         try:
             headers = {k: v for k, v in h.headers.items() if k.lower() not in ("connection", "proxy-connection")}
             conn.request(h.command, h.path, body=body, headers=headers)

@@ -11,6 +11,7 @@ moto itself keeps no request log and accepts any signature while its auth is off
 from __future__ import annotations
 
 import http.client
+import ssl
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -47,10 +48,13 @@ class Seen:
 class CountingProxy:
     """``with CountingProxy(upstream) as proxy: proxy.endpoint`` -> ``http://127.0.0.1:PORT``."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, ca_bundle: str | None = None) -> None:
+        """``ca_bundle``: for an https upstream (the proxy itself always serves plain http)."""
         parsed = urllib.parse.urlsplit(upstream)
         assert parsed.hostname == "127.0.0.1", "tests talk to 127.0.0.1 only"
-        self._upstream = (parsed.hostname, parsed.port or 80)
+        https = parsed.scheme == "https"
+        self._upstream = (parsed.hostname, parsed.port or (443 if https else 80))
+        self._tls = ssl.create_default_context(cafile=ca_bundle) if https else None
         self._lock = threading.Lock()
         self._seen: list[Seen] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -122,7 +126,8 @@ class CountingProxy:
 
             def _forward(self) -> None:
                 body = self._body()
-                conn = http.client.HTTPConnection(*proxy._upstream, timeout=120)
+                conn = (http.client.HTTPSConnection(*proxy._upstream, timeout=120, context=proxy._tls)
+                        if proxy._tls else http.client.HTTPConnection(*proxy._upstream, timeout=120))
                 try:
                     conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
                     for name, value in self.headers.items():

@@ -84,7 +84,7 @@ def test_sigterm_mid_download_leaves_no_temp_file(s3: MotoServer, bucket: str, r
     oid = sha256(data)
     s3.client().put_object(Bucket=bucket, Key=expected_key("sig", oid), Body=data)
     tmp = repo_dir / ".git" / "lfs" / "tmp"
-    with FaultProxy(s3.endpoint) as proxy:
+    with FaultProxy(s3.endpoint, ca_bundle=getattr(s3, "ca_bundle", None)) as proxy:
         stall = proxy.add(Fault("stall", "GET", oid, times=1, stall_seconds=60))
         agent = _start_transfer(repo_dir, proxy.endpoint, bucket, "download",
                                 {"event": "download", "oid": oid, "size": len(data)})
@@ -101,7 +101,7 @@ def test_sigint_mid_upload_stores_nothing(s3: MotoServer, bucket: str, repo_dir:
     oid = sha256(data)
     src = repo_dir / "object"
     src.write_bytes(data)
-    with FaultProxy(s3.endpoint) as proxy:
+    with FaultProxy(s3.endpoint, ca_bundle=getattr(s3, "ca_bundle", None)) as proxy:
         stall = proxy.add(Fault("stall", "PUT", oid, times=1, stall_seconds=60))
         agent = _start_transfer(repo_dir, proxy.endpoint, bucket, "upload",
                                 {"event": "upload", "oid": oid, "size": len(data), "path": str(src)})

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.e2e.conftest import (
+    RGW_SSE_OVER_HTTP,
+    RGW_VERSIONED_REUPLOAD,
     Git,
     bucket_objects,
     commit_all,
@@ -65,6 +67,7 @@ def mixed_files() -> dict[str, bytes]:
     return files
 
 
+@RGW_VERSIONED_REUPLOAD
 def test_many_files_round_trip_then_second_push_uploads_nothing(
         make_clone: MakeClone, s3: MotoServer, bucket: str, tmp_path: Path) -> None:
     client = s3.client()
@@ -216,3 +219,17 @@ def test_pull_and_push_from_a_worktree(make_clone: MakeClone, s3: MotoServer, bu
     assert tree_digests(c.path) == tree_digests(wt)
     assert leftover_tmp_files(c.path / ".git" / "lfs") == []
     assert list((c.path / ".git" / "worktrees").glob("*/lfs")) == []
+
+
+@RGW_SSE_OVER_HTTP
+def test_sse_aes256_push_and_pull(make_clone: MakeClone, s3: MotoServer, bucket: str) -> None:
+    files = {"a.bin": os.urandom(70_000), "b.bin": os.urandom(1_000)}
+    a = make_clone("a", sse="AES256")
+    a.run("lfs", "track", "*.bin")
+    write_files(a.path, files)
+    commit_all(a, "encrypted assets")
+    a.run("push", "-q", "origin", "HEAD:main")
+    assert set(bucket_objects(s3, bucket)) == {expected_key("repo", sha256(d)) for d in files.values()}
+    b = make_clone("b", sse="AES256")
+    b.run("lfs", "pull")
+    assert tree_digests(b.path) == tree_digests(a.path)

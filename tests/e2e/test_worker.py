@@ -78,7 +78,9 @@ def test_small_objects_go_through_one_warm_worker_large_ones_stay_in_the_agent(
 
 
 def test_the_worker_stays_warm_between_git_commands_and_exits_when_idle(make_clone: Any) -> None:
-    a = make_clone("a", worker_idle="2")
+    # Idle time well above the gap between the two pushes (> 2 s on a loaded machine, or over TLS to RGW:
+    # then a second worker served the second push and the check below failed although nothing was wrong).
+    a = make_clone("a", worker_idle="8")
     a.run("lfs", "track", "*.bin")
     small_files(a, 3)
     commit_all(a, "one")
@@ -89,9 +91,9 @@ def test_the_worker_stays_warm_between_git_commands_and_exits_when_idle(make_clo
     commit_all(a, "two")
     a.run("push", "origin", "HEAD:main")
     statuses = status(a)
-    if statuses and statuses[0]["pid"] == first["pid"]:  # not idle for 2 s in between: the same process
+    if statuses and statuses[0]["pid"] == first["pid"]:  # not idle for 8 s in between: the same process
         assert statuses[0]["sessions"] > first["sessions"]
-    else:  # on a loaded machine the 2 s passed: the first worker had exited, never two at once
+    else:  # on a loaded machine the 8 s passed: the first worker had exited, never two at once
         assert not _alive(first["pid"]) and len(statuses) <= 1
     wait_until(lambda: not socket_path.exists(), "the idle worker to exit", limit=60)
     wait_until(lambda: not _alive(first["pid"]), "the idle worker process to end", limit=60)
@@ -148,7 +150,7 @@ def test_a_worker_killed_mid_download_is_finished_by_the_agents(make_clone: Any,
     victim = next(iter(files))
     oid = json.loads(a.run("lfs", "ls-files", "--json"))["files"]
     oid = next(f["oid"] for f in oid if f["name"] == victim)
-    with FaultProxy(s3.endpoint) as proxy:
+    with FaultProxy(s3.endpoint, ca_bundle=getattr(s3, "ca_bundle", None)) as proxy:
         stall = proxy.add(Fault("stall", "GET", oid, times=1, stall_seconds=120))
         b = make_clone("b", endpoint_url=proxy.endpoint)
         pull = b.popen("lfs", "pull")

@@ -704,6 +704,7 @@ def test_existing_file_blocks_link_without_force(make_clone: MakeClone, s3: Moto
     assert pointer_oid(mine.read_bytes()) == sha256(originals["tiles/t0.laz"])
 
 
+@RGW_NO_CHECKSUMS
 def test_no_checkout_push_in_a_clone_configured_only_by_install_global(
         make_clone: MakeClone, s3: MotoServer, source: str, bucket: str, remote: Path, tmp_path: Path) -> None:
     originals = tiles(s3, source, count=2)

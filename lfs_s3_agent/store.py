@@ -83,11 +83,18 @@ class S3Store:
     def public(self) -> PublicClient | None:
         """The public URL's reader when ``public_url`` is set: downloads go there, unsigned."""
         if self._public is None and getattr(self.settings, "public_url", None):
+            from urllib.parse import urlsplit
+
+            from lfs_s3_agent.s3.client import ClientSpec
             from lfs_s3_agent.s3.public import PublicClient
 
             s = self.settings
+            # A private CA bundle is for the store's own endpoint: it serves the public URL only when that is
+            # the same host (a bucket's public path), never a CDN, whose certificate the system's CAs check.
+            endpoint = ClientSpec.for_store(s).custom_endpoint
+            same_host = endpoint is not None and urlsplit(endpoint).netloc == urlsplit(str(s.public_url)).netloc
             self._public = PublicClient(str(s.public_url), max_attempts=s.max_attempts, timeout=s.timeout,
-                                        pool=s.concurrency)
+                                        pool=s.concurrency, ca_bundle=s.ca_bundle if same_host else None)
         return self._public
 
     def reader(self) -> S3Client | PublicClient:

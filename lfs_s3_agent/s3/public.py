@@ -57,8 +57,10 @@ class PublicBody:
 class PublicClient:
     """GETs of ``<base>/<key>`` shaped like ``S3Client``'s answers; ``bucket`` arguments are ignored."""
 
-    def __init__(self, base: str, *, max_attempts: int = 5, timeout: int = 60, pool: int = 10) -> None:
+    def __init__(self, base: str, *, max_attempts: int = 5, timeout: int = 60, pool: int = 10,
+                 ca_bundle: str | None = None) -> None:
         self.base = base.rstrip("/")
+        self.ca_bundle = ca_bundle  #: CA certificates to check the URL's TLS certificate with (else the system's)
         self.max_attempts = max_attempts
         self.timeout = timeout
         self.pool_size = max(10, pool)
@@ -81,7 +83,8 @@ class PublicClient:
                 num_pools=4, maxsize=self.pool_size, block=False,
                 retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5,
                                       raise_on_status=False),
-                timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout))
+                timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
+                ca_certs=self.ca_bundle)  # None: the system's CAs
         return self._pool
 
     # -- what the byte movers call ----------------------------------------------------------------

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from lfs_s3_agent import __version__
-from lfs_s3_agent.errors import AgentError, StoreError
+from lfs_s3_agent.errors import AgentError
 from lfs_s3_agent.s3 import retry
 from lfs_s3_agent.s3.errors import translate
-from lfs_s3_agent.s3.retry import Attempts, ExhaustedError
+from lfs_s3_agent.s3.retry import Attempts
 
 if TYPE_CHECKING:
     from lfs_s3_agent.settings import Settings, SourceSettings
@@ -182,33 +181,26 @@ class S3Client:
         return translate(exc, bucket=bucket, key=key, endpoint=self.endpoint)
 
     def call(self, op: str, *, attempts: Attempts | None = None, **kwargs: Any) -> Any:
-        budget = attempts or Attempts(self.spec.max_attempts)
         method = getattr(self.raw, op)
-        last: AgentError | None = None
-        while True:
-            try:
-                number = budget.take()
-            except ExhaustedError:
-                raise last or StoreError(f"{op}: no attempt left", transient=True) from None
-            if last is not None:
-                time.sleep(retry.backoff(number - 1))
-                body = kwargs.get("Body")
-                if body is not None and hasattr(body, "seek"):
-                    body.seek(0)
+        body = kwargs.get("Body")
+
+        def request() -> Any:
             try:
                 return method(**kwargs)
             except Exception as exc:
                 # Our own request body may have failed (the local file is corrupt or unreadable); botocore
                 # and urllib3 wrap that as a connection error, which it is not.
-                failure = getattr(kwargs.get("Body"), "failure", None)
+                failure = getattr(body, "failure", None)
                 if isinstance(failure, AgentError):
                     raise failure from None
-                err = translate(exc, bucket=str(kwargs.get("Bucket", "")), key=kwargs.get("Key"),
-                                endpoint=self.endpoint)
-                if not err.transient:
-                    raise err from None
-                last = err
-                log.info("%s: %s (attempt %d of %d)", op, err.message, number, budget.limit)
+                raise translate(exc, bucket=str(kwargs.get("Bucket", "")), key=kwargs.get("Key"),
+                                endpoint=self.endpoint) from None
+
+        def rewind() -> None:
+            if body is not None and hasattr(body, "seek"):
+                body.seek(0)
+
+        return retry.attempt(request, attempts or Attempts(self.spec.max_attempts), what=op, before_retry=rewind)
 
 
 @dataclass(frozen=True)

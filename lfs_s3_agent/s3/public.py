@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Any
 from urllib.parse import quote
 
 from lfs_s3_agent import __version__
 from lfs_s3_agent.errors import AgentError, Code, StoreError
 from lfs_s3_agent.s3 import retry
-from lfs_s3_agent.s3.retry import Attempts, ExhaustedError
+from lfs_s3_agent.s3.retry import Attempts
 
 log = logging.getLogger(__name__)
 
@@ -119,29 +118,19 @@ class PublicClient:
     # -- one request, retried within the budget ---------------------------------------------------
 
     def _request(self, method: str, key: str, headers: dict[str, str], attempts: Attempts | None) -> Any:
-        budget = attempts or Attempts(self.max_attempts)
         url = self.url(key)
-        last: AgentError | None = None
-        while True:
-            try:
-                number = budget.take()
-            except ExhaustedError:
-                raise last or StoreError(f"{url}: no attempt left", transient=True) from None
-            if last is not None:
-                time.sleep(retry.backoff(number - 1))
+
+        def request() -> Any:
             try:
                 resp = self._http().request(method, url, headers=headers, preload_content=False,
                                             decode_content=False)
             except Exception as exc:
-                err = translate_http(exc, url)
-            else:
-                if resp.status < 300:
-                    return resp
-                err = status_error(resp, url)
-            if not err.transient:
-                raise err from None
-            last = err
-            log.info("GET %s: %s (attempt %d of %d)", url, err.message, number, budget.limit)
+                raise translate_http(exc, url) from None
+            if resp.status < 300:
+                return resp
+            raise status_error(resp, url)
+
+        return retry.attempt(request, attempts or Attempts(self.max_attempts), what=f"{method} {url}")
 
 
 def status_error(resp: Any, url: str) -> AgentError:

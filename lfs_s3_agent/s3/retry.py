@@ -4,14 +4,23 @@ botocore's own retries are switched off (``client.make_client``), so nothing nes
 call goes through ``S3Client.call``, which spends one attempt of an ``Attempts`` budget per
 request. A caller that must go on after a response (a body that breaks off mid-stream, bytes
 that fail their SHA-256) shares the same budget, so an object whose download fails every time
-makes at most ``max_attempts`` GET requests in all. Standard library only.
+makes at most ``max_attempts`` GET requests in all. ``attempt`` is the loop itself, used by the S3
+client and the public-URL reader alike. Standard library only (and our error types).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from lfs_s3_agent.errors import AgentError, StoreError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> float:
@@ -50,3 +59,29 @@ class ExhaustedError(Exception):
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"all {limit} attempts used")
+
+
+def attempt(request: Callable[[], T], budget: Attempts, *, what: str,
+            before_retry: Callable[[], None] | None = None) -> T:
+    """Make ``request`` until it succeeds, raises an error that is not transient, or ``budget`` is spent.
+
+    ``request`` raises our errors (translated): a transient one is tried again after a backoff (and
+    ``before_retry``, e.g. rewinding a request body); the last one is raised when no attempt is left.
+    """
+    last: AgentError | None = None
+    while True:
+        try:
+            number = budget.take()
+        except ExhaustedError:
+            raise last or StoreError(f"{what}: no attempt left", transient=True) from None
+        if last is not None:
+            time.sleep(backoff(number - 1))
+            if before_retry is not None:
+                before_retry()
+        try:
+            return request()
+        except AgentError as err:
+            if not err.transient:
+                raise
+            last = err
+            log.info("%s: %s (attempt %d of %d)", what, err.message, number, budget.limit)

@@ -17,11 +17,9 @@ chain (env, profile, SSO, instance role) provides them.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import io
 import os
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -382,6 +380,8 @@ def resolve(fields: tuple[FieldSpec, ...], raw: Mapping[str, tuple[Any, str]],
 def did_you_mean(name: str, known: Mapping[str, Any]) -> str:
     """`` (did you mean X?)`` for a near miss (``endpoint-url`` for ``endpoint_url``), else a list of names."""
     normalized = {k.replace("-", "_").lower(): k for k in known}
+    import difflib  # only for a mistake: not on every agent's start-up
+
     close = difflib.get_close_matches(name.replace("-", "_").lower(), list(normalized), n=1, cutoff=0.75)
     if close:
         return f" (did you mean {normalized[close[0]]}?)"
@@ -431,6 +431,8 @@ def read_committed_settings(toplevel: Path, problems: list[str]) -> dict[str, An
 
 
 def read_settings_file(path: Path | CommittedBlob, problems: list[str]) -> dict[str, Any]:
+    import tomllib  # only where a settings file is read (about 6 ms of an agent's start otherwise)
+
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)

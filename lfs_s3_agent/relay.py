@@ -49,9 +49,12 @@ class WorkerRelay:
         self.relayed = 0  #: requests the worker completed
 
     def accepts(self, raw: dict[str, Any]) -> bool:
+        """Small objects, and only requests the worker can answer: one without a string oid gets no
+        ``complete`` from anyone (the agent logs it), so the relay would wait for an answer forever."""
         size = raw.get("size")
+        oid = raw.get("oid")
         return (not self.disabled and isinstance(size, int) and not isinstance(size, bool)
-                and 0 <= size <= self.max_size)
+                and 0 <= size <= self.max_size and isinstance(oid, str) and oid != "")
 
     def transfer(self, line: bytes, raw: dict[str, Any], init_line: bytes, writer: LineWriter) -> bool:
         """Have the worker do this request; False (and no ``complete`` written) if it could not."""

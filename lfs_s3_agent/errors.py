@@ -30,18 +30,28 @@ class Code(IntEnum):
     INTERNAL = 59  #: a bug in lfs-s3-agent; please report it
 
 
+#: Store differences an error can name (``AgentError.incompatible``), set by ``s3.errors.translate``:
+#: the store rejects ``x-amz-checksum-*`` headers (Backblaze B2's S3 API), or it requires ``Content-MD5``
+#: where S3 takes any checksum (DeleteObjects on older MinIO and Ceph).
+CHECKSUM_HEADERS_REJECTED = "checksum-headers-rejected"
+CONTENT_MD5_REQUIRED = "content-md5-required"
+INCOMPATIBLE = (CHECKSUM_HEADERS_REJECTED, CONTENT_MD5_REQUIRED)
+
+
 class AgentError(Exception):
     """Base class: an error with a code and a message that tells the user what to do.
 
     Errors are data: callers decide by ``code``, ``s3_code`` (the service's error code, e.g.
-    ``NoSuchUpload``), ``status`` (the HTTP status) and ``transient`` (worth another attempt),
-    never by matching message text.
+    ``NoSuchUpload``), ``status`` (the HTTP status), ``transient`` (worth another attempt) and
+    ``incompatible`` (the store feature the request tripped on, one of ``INCOMPATIBLE``), never by
+    matching message text.
     """
 
     code: Code = Code.INTERNAL
 
     def __init__(self, message: str, *, code: Code | None = None, s3_code: str | None = None,
-                 status: int | None = None, transient: bool = False, bucket_region: str | None = None) -> None:
+                 status: int | None = None, transient: bool = False, bucket_region: str | None = None,
+                 incompatible: str | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
@@ -49,6 +59,7 @@ class AgentError(Exception):
         self.status = status
         self.transient = transient
         self.bucket_region = bucket_region  #: the region S3 says the bucket is in (x-amz-bucket-region)
+        self.incompatible = incompatible  #: a store difference the S3 layer can adapt to (``INCOMPATIBLE``)
 
     @property
     def message(self) -> str:

@@ -204,9 +204,10 @@ class Settings:
                                   example="work")
     addressing_style: str = setting("bucket in the host name (virtual) or the path (path)", "auto",
                                     choices=("auto", "path", "virtual"))
-    checksums: str = setting("when_required: only the checksums S3 demands; for stores that reject boto3's "
-                             "default CRC32 trailers (R2, some MinIO/Ceph)", "when_supported",
-                             choices=("when_supported", "when_required"))
+    checksums: str = setting("when_required: only the checksums S3 demands, for stores that reject boto3's "
+                             "default CRC32 trailers (R2, some MinIO/Ceph); none: no x-amz-checksum-* header at all "
+                             "(Backblaze B2; found out by itself otherwise); the agent's own SHA-256 checks stay",
+                             "when_supported", choices=("when_supported", "when_required", "none"))
     sse: str = setting("server-side encryption of uploads", "none", choices=("none", "AES256", "aws:kms"))
     sse_kms_key_id: str | None = setting("KMS key id or ARN, with --sse aws:kms", check=_check_text,
                                          example="alias/lfs")
@@ -221,9 +222,10 @@ class Settings:
                                "flight is at most concurrency x part_size", 8, check=_int_between(1, 64))
     stale_upload_days: int = setting("unfinished multipart uploads younger than this are resumed, older ones "
                                      "aborted (0: always resume)", 7, check=_int_between(0, 3650))
-    head_before_put: str = setting("true: ask (HEAD) before every upload, for stores that ignore If-None-Match "
-                                   "and would otherwise take objects they already have again", "false",
-                                   choices=("false", "true"))
+    head_before_put: str = setting("ask (HEAD) before an upload whether the object is there: auto decides by what "
+                                   "the store is found to do with If-None-Match (lfs-s3-agent doctor shows it); true: "
+                                   "always; false: never (trust If-None-Match)", "auto",
+                                   choices=("auto", "true", "false"))
     ca_bundle: str | None = setting("CA certificates (PEM file) to verify the endpoint's TLS certificate, e.g. a "
                                     "private MinIO's", check=_check_text, example="/etc/ssl/minio-ca.pem")
     tls_verify: str = setting("false turns TLS certificate checks off for the custom --endpoint-url only (never "

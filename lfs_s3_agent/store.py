@@ -3,7 +3,11 @@
 ``ObjectStore`` is what the agent loop needs (describe / upload / download / stat);
 ``S3Store`` implements it for one bucket and prefix, with keys
 ``<prefix>/<oid[0:2]>/<oid[2:4]>/<oid>``. It knows nothing of linked objects (``linked``
-wraps it) and never speaks the protocol. Every S3 call goes through the S3 layer's client
+wraps it) and never speaks the protocol. Before its first upload it knows what the store does with
+If-None-Match, checksum headers and SSE (``s3.capabilities``: a probe, kept for a day in the
+repository) and uploads accordingly: a HEAD first where a 412 would come only after the body or
+never, no checksum headers where they are refused, no upload at all where SSE would not be applied.
+Every S3 call goes through the S3 layer's client
 (translation and retries there); the client is built on first use, so building an
 ``S3Store`` costs nothing before git-lfs's init is answered. A HEAD answered 403 is never
 read as "absent": it is diagnosed with a request whose error has a body.
@@ -11,16 +15,19 @@ read as "absent": it is diagnosed with a request whose error has a body.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from lfs_s3_agent.errors import AgentError, Code, StoreError
+from lfs_s3_agent.errors import AgentError, Code, ConfigError, StoreError
 from lfs_s3_agent.progress import ProgressReporter
 from lfs_s3_agent.s3.keys import checksum_of, keep_key, object_key
 
 if TYPE_CHECKING:
+    from lfs_s3_agent.s3.capabilities import Capabilities
     from lfs_s3_agent.s3.client import S3Client
     from lfs_s3_agent.s3.public import PublicClient
     from lfs_s3_agent.settings import Settings
@@ -65,19 +72,97 @@ class ObjectStore(Protocol):
 class S3Store:
     """LFS objects in one bucket under one prefix."""
 
-    def __init__(self, settings: Settings, *, client: S3Client | None = None) -> None:
+    def __init__(self, settings: Settings, *, client: S3Client | None = None,
+                 capabilities_file: Path | None = None) -> None:
+        """``capabilities_file``: where probe answers are kept (``<lfs dir>/lfs-s3-agent/capabilities.json``;
+        None: probed once per process)."""
         self.settings = settings
         self._client = client
         self._public: PublicClient | None = None
         self.requests: dict[str, int] = {}  #: S3 calls made, by operation name
+        self.capabilities_file = capabilities_file
+        self._caps: Capabilities | None = None
+        self._caps_lock = threading.Lock()
 
     @property
     def client(self) -> S3Client:
         if self._client is None:
             from lfs_s3_agent.s3.client import ClientSpec, make_client
 
-            self._client = make_client(ClientSpec.for_store(self.settings), counter=self.requests)
+            spec = ClientSpec.for_store(self.settings)
+            cached = self._cached_capabilities()
+            if cached is not None and not cached.checksum_headers:
+                spec = spec.with_(checksums="none")  # found refused before: not one rejected request more
+            self._client = make_client(spec, counter=self.requests)
         return self._client
+
+    # -- what the store does -------------------------------------------------------------------
+
+    def _capabilities_key(self) -> str:
+        from lfs_s3_agent.s3.capabilities import fingerprint
+        from lfs_s3_agent.s3.client import ClientSpec
+
+        s = self.settings
+        return fingerprint(endpoint=ClientSpec.for_store(s).custom_endpoint, region=s.region, bucket=s.bucket,
+                           prefix=s.prefix, sse=s.sse, sse_kms_key_id=s.sse_kms_key_id, checksums=s.checksums)
+
+    def _cached_capabilities(self) -> Capabilities | None:
+        if self._caps is not None:
+            return self._caps
+        if self.capabilities_file is None:
+            return None
+        from lfs_s3_agent.s3.capabilities import CapabilityCache
+
+        return CapabilityCache(self.capabilities_file).get(self._capabilities_key())
+
+    def capabilities(self, *, fresh: bool = False, full: bool = False) -> Capabilities:
+        """What this store does (``s3.capabilities``): from memory, the repository's cache, or a probe.
+
+        ``fresh`` probes whatever is cached (``doctor``). A probe that fails (no permission to write under
+        the prefix, the network) is not fatal here: the upload that follows reports the real error, and
+        this process goes on with S3's documented behaviour.
+        """
+        from lfs_s3_agent.s3.capabilities import Capabilities, CapabilityCache, probe
+
+        with self._caps_lock:
+            if self._caps is not None and not fresh:
+                return self._caps
+            cached = None if fresh else self._cached_capabilities()
+            if cached is not None:
+                self._caps = cached
+                return cached
+            s = self.settings
+            try:
+                caps = probe(self.client, bucket=s.bucket, prefix=s.prefix, sse_args=self.sse_args(), full=full)
+            except AgentError as err:
+                if fresh:
+                    raise
+                log.warning("cannot find out what %s does with conditional writes, checksums and SSE (%s); "
+                            "going by S3's documented behaviour", self.url(s.prefix), err.message)
+                self._caps = Capabilities()
+                return self._caps
+            log.info("store capabilities: %s", "; ".join(caps.lines(s.sse)))
+            if self.capabilities_file is not None:
+                CapabilityCache(self.capabilities_file).put(self._capabilities_key(), caps)
+            self._caps = caps
+            return caps
+
+    def sse_problem(self, caps: Capabilities) -> ConfigError | None:
+        """The configured SSE is not what the store does: the error that stops every upload (none is made)."""
+        from lfs_s3_agent.s3.capabilities import NOT_APPLIED, REFUSED
+
+        s = self.settings
+        if caps.sse not in (NOT_APPLIED, REFUSED):
+            return None
+        fix = ("configure encryption on the store, or accept unencrypted objects with `lfs-s3-agent install --sse "
+               "none`; nothing was uploaded")
+        if caps.sse == NOT_APPLIED:
+            return ConfigError(f"the store accepts --sse {s.sse} but does not apply it (its answer carries no "
+                               f"x-amz-server-side-encryption: {s.sse}): {fix}")
+        endpoint = (self.client.endpoint or "")
+        why = (" over plain http: Ceph RGW applies server-side encryption only over https (use an https "
+               "--endpoint-url)" if endpoint.startswith("http://") else "")
+        return ConfigError(f"the store refuses uploads with --sse {s.sse} and takes them without it{why}: {fix}")
 
     @property
     def public(self) -> PublicClient | None:
@@ -165,7 +250,12 @@ class S3Store:
         self.needs_credentials("a push")
         s = self.settings
         key = self.key(oid)
-        if size <= s.multipart_threshold and s.head_before_put == "false":
+        caps = self.capabilities()
+        problem = self.sse_problem(caps)
+        if problem is not None:
+            raise problem
+        head_first = s.head_before_put == "true" or (s.head_before_put == "auto" and caps.head_first(size))
+        if size <= s.multipart_threshold and not head_first:
             # One request in the common case, a new object: PUT only if nothing is there yet
             # (If-None-Match). Whatever is stored already answers 412 and is only then inspected.
             if self._put(oid, size, path, progress, only_if_absent=True) != "exists":
@@ -189,7 +279,7 @@ class S3Store:
             self.client, bucket=s.bucket, key=key, oid=oid, path=path,
             plan=PartPlan.make(size, s.part_size, s.concurrency), progress=progress,
             create_args=self.put_args(oid), stale_after=s.stale_upload_days * 86400.0,
-            only_if_absent=found is None,
+            only_if_absent=found is None, checksums=self.client.checksum_headers,
         )
         log.info("%s: %d parts sent, %d reused from an unfinished upload%s", key, stats.parts_sent,
                  stats.parts_reused, "; another push stored it first" if stats.raced else "")
@@ -239,9 +329,12 @@ class S3Store:
             raise LocalFileError(f"cannot read the object to upload at {path}: {exc.strerror}") from None
         with fh:
             body = HashingReader(fh, size, oid, progress, label=str(path))
+            # The algorithm as well as the value: S3 keeps the checksum either way, moto only with both.
+            checksum = ({"ChecksumSHA256": checksum_of(oid), "ChecksumAlgorithm": "SHA256"}
+                        if self.client.checksum_headers else {})
             try:
-                self.client.put_object(Bucket=s.bucket, Key=key, Body=body, ContentLength=size,
-                                       ChecksumSHA256=checksum_of(oid), **self.put_args(oid), **conditional)
+                resp = self.client.put_object(Bucket=s.bucket, Key=key, Body=body, ContentLength=size, **checksum,
+                                              **self.put_args(oid), **conditional)
             except AgentError as err:
                 if err.code not in (Code.INTEGRITY, Code.LOCAL_FILE) or err.s3_code:
                     if only_if_absent and precondition_failed(err):
@@ -250,6 +343,15 @@ class S3Store:
                         progress.finish()
                         return "raced"
                 raise
+        if s.sse != "none" and resp.get("ServerSideEncryption") != s.sse:
+            # The probe said the store applies it; this answer says otherwise (its setup changed): the object
+            # just written is not what was asked for, so it goes, and so does what was learnt.
+            self._caps = None
+            with contextlib.suppress(AgentError):
+                self.client.delete_object(Bucket=s.bucket, Key=key)
+            raise ConfigError(f"{self.url(key)}: the store did not apply --sse {s.sse} (no "
+                              "x-amz-server-side-encryption in its answer); the object was removed again. Configure "
+                              "encryption on the store, or `lfs-s3-agent install --sse none`")
         progress.finish()
         return "stored"
 
@@ -260,13 +362,20 @@ class S3Store:
         part checksums, so this is where its full SHA-256 can be read back.
         """
         s = self.settings
-        extra: dict[str, Any] = {"ContentType": "application/octet-stream", "Metadata": {"sha256": oid}}
+        extra: dict[str, Any] = {"ContentType": "application/octet-stream", "Metadata": {"sha256": oid},
+                                 **self.sse_args()}
+        if s.storage_class:
+            extra["StorageClass"] = s.storage_class
+        return extra
+
+    def sse_args(self) -> dict[str, Any]:
+        """The server-side encryption arguments of every upload ({} for none)."""
+        s = self.settings
+        extra: dict[str, Any] = {}
         if s.sse != "none":
             extra["ServerSideEncryption"] = s.sse
         if s.sse_kms_key_id:
             extra["SSEKMSKeyId"] = s.sse_kms_key_id
-        if s.storage_class:
-            extra["StorageClass"] = s.storage_class
         return extra
 
     def download(self, oid: str, size: int, sink: IO[bytes], progress: ProgressReporter) -> str:

@@ -51,6 +51,11 @@ class Wiring:
     def where(self) -> str:
         return self.settings.describe()
 
+    @property
+    def capabilities_file(self) -> Path | None:
+        """Where what the store was found to do is kept (``s3.capabilities``), beside the link records."""
+        return self.repo.common_dir / "lfs-s3-agent" / "capabilities.json" if self.repo is not None else None
+
     def local_links(self) -> LocalLinks | None:
         if self.repo is None:
             return None
@@ -63,7 +68,7 @@ class Wiring:
         if self._s3 is None:
             from lfs_s3_agent.store import S3Store
 
-            self._s3 = S3Store(self.settings)
+            self._s3 = S3Store(self.settings, capabilities_file=self.capabilities_file)
         return self._s3
 
     def linked_store(self) -> LinkedStore:

@@ -5,6 +5,21 @@ for its first ``times`` matches, does one thing wrong: answers with an S3 error 
 (500, 503 SlowDown, 403), resets the connection while the request or the response body
 is in flight, truncates or corrupts the response body, or stalls past the client's
 read timeout. Everything else is forwarded unchanged. Only 127.0.0.1 is used.
+
+``behaviours`` make the proxy act, for every request, as other stores are reported to (issue 13):
+
+- ``reject-checksum-headers``: any ``x-amz-checksum-*`` / ``x-amz-sdk-checksum-*`` header is answered
+  ``400 InvalidArgument "Unsupported header '<name>' received for this API call."`` (Backblaze B2's
+  S3 API as its users report it; a HEAD's 400 has no body);
+- ``require-delete-md5``: DeleteObjects without ``Content-MD5`` is ``400 MissingContentMD5`` (older
+  MinIO and Ceph);
+- ``strip-sse``: ``x-amz-server-side-encryption`` is removed from answers (SSE silently not applied);
+- ``ignore-if-none-match``: ``If-None-Match`` is dropped from PUTs (Ceph RGW on a versioned bucket);
+- ``early-precondition``: a PUT with ``If-None-Match: *`` and ``Expect: 100-continue`` to a key that
+  exists is answered 412 before the body is sent, as S3 does (moto and this proxy otherwise say ``100
+  Continue`` first); upstream must not check signatures (moto).
+
+``received`` records (method, path, body bytes) of every request that reached the proxy's handler.
 """
 
 from __future__ import annotations
@@ -20,6 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 KINDS = ("status", "reset-request", "reset-response", "truncate", "corrupt", "stall")
+BEHAVIOURS = ("reject-checksum-headers", "require-delete-md5", "strip-sse", "ignore-if-none-match",
+              "early-precondition")
 
 
 @dataclass
@@ -49,8 +66,14 @@ class FaultProxy:
     faults: list[Fault] = field(default_factory=list)
     requests: int = 0
     ca_bundle: str | None = None  #: for an https upstream (the proxy itself always serves plain http)
+    behaviours: set[str] = field(default_factory=set)
+    received: list[tuple[str, str, int]] = field(default_factory=list)
+    refused: list[tuple[str, str, str]] = field(default_factory=list)  #: (method, path, code) refused by a behaviour
 
     def __post_init__(self) -> None:
+        unknown = set(self.behaviours) - set(BEHAVIOURS)
+        if unknown:
+            raise ValueError(f"unknown behaviours {sorted(unknown)}")
         target = urlsplit(self.upstream)
         https = target.scheme == "https"
         self._host, self._port = target.hostname or "127.0.0.1", target.port or (443 if https else 80)
@@ -67,6 +90,11 @@ class FaultProxy:
 
             def _any(self) -> None:
                 proxy._handle(self)
+
+            def handle_expect_100(self) -> bool:
+                if proxy._early_412(self):
+                    return False
+                return bool(super().handle_expect_100())
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any  # noqa: N815
 
@@ -104,6 +132,41 @@ class FaultProxy:
                         return fault
         return None
 
+    def _upstream(self) -> http.client.HTTPConnection:
+        return (http.client.HTTPSConnection(self._host, self._port, timeout=60, context=self._tls) if self._tls
+                else http.client.HTTPConnection(self._host, self._port, timeout=60))
+
+    def _early_412(self, h: BaseHTTPRequestHandler) -> bool:
+        """``early-precondition``: answer 412 instead of ``100 Continue`` when the key exists (S3's way)."""
+        if ("early-precondition" not in self.behaviours or h.command != "PUT"
+                or h.headers.get("If-None-Match") != "*" or "?" in h.path):
+            return False
+        conn = self._upstream()
+        try:
+            # The PUT's own headers (moto only checks that a request is signed, not what was signed).
+            keep = ("authorization", "x-amz-date", "x-amz-security-token", "host")
+            conn.request("HEAD", h.path, headers={k: v for k, v in h.headers.items() if k.lower() in keep})
+            exists = conn.getresponse().status == 200
+        finally:
+            conn.close()
+        if exists:
+            with self._lock:
+                self.received.append((h.command, h.path, 0))
+            _error(h, 412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
+            h.close_connection = True
+        return exists
+
+    def _refusal(self, h: BaseHTTPRequestHandler) -> tuple[int, str, str] | None:
+        """What a store with the proxy's behaviours refuses about this request: (status, code, message)."""
+        if "reject-checksum-headers" in self.behaviours:
+            for name in h.headers:
+                if name.lower().startswith(("x-amz-checksum-", "x-amz-sdk-checksum-")):
+                    return 400, "InvalidArgument", f"Unsupported header '{name.lower()}' received for this API call."
+        if ("require-delete-md5" in self.behaviours and h.command == "POST" and "delete" in h.path.partition("?")[2]
+                and "Content-MD5" not in h.headers):
+            return 400, "MissingContentMD5", "Missing required header for this request: Content-MD5"
+        return None
+
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         fault = self._pick(h.command, h.path)
         length = int(h.headers.get("Content-Length") or 0)
@@ -113,25 +176,27 @@ class FaultProxy:
             h.close_connection = True
             return
         body = h.rfile.read(length) if length else b""
+        with self._lock:
+            self.received.append((h.command, h.path, len(body)))
+        refusal = self._refusal(h)
+        if refusal is not None:
+            with self._lock:
+                self.refused.append((h.command, h.path, refusal[1]))
+            _error(h, *refusal)
+            return
         if fault is not None and fault.kind == "status":
-            xml = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{fault.code}</Code>"
-                   f"<Message>injected fault</Message></Error>").encode()
-            h.send_response(fault.status)
-            h.send_header("Content-Type", "application/xml")
-            h.send_header("Content-Length", str(len(xml)))
-            h.end_headers()
-            if h.command != "HEAD":
-                h.wfile.write(xml)
+            _error(h, fault.status, fault.code, "injected fault")
             return
         if fault is not None and fault.kind == "stall":
             self._stop.wait(fault.stall_seconds)  # past the client's read timeout
             _reset(h.connection)
             h.close_connection = True
             return
-        conn = (http.client.HTTPSConnection(self._host, self._port, timeout=60, context=self._tls) if self._tls
-                else http.client.HTTPConnection(self._host, self._port, timeout=60))
+        conn = self._upstream()
         try:
-            headers = {k: v for k, v in h.headers.items() if k.lower() not in ("connection", "proxy-connection")}
+            dropped = ("connection", "proxy-connection") + (
+                ("if-none-match",) if "ignore-if-none-match" in self.behaviours and h.command == "PUT" else ())
+            headers = {k: v for k, v in h.headers.items() if k.lower() not in dropped}
             conn.request(h.command, h.path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
@@ -143,9 +208,12 @@ class FaultProxy:
             data = bytes(data)
         h.send_response(resp.status, resp.reason)
         for key, value in resp.getheaders():
-            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+            if key.lower() not in ("transfer-encoding", "connection", "content-length") and not (
+                    "strip-sse" in self.behaviours and key.lower() == "x-amz-server-side-encryption"):
                 h.send_header(key, value)
-        h.send_header("Content-Length", str(len(data)))
+        # A HEAD's answer has no body, but its Content-Length is the object's size.
+        length_header = resp.getheader("Content-Length", "0") if h.command == "HEAD" else str(len(data))
+        h.send_header("Content-Length", length_header)
         h.end_headers()
         if h.command == "HEAD":
             return
@@ -159,6 +227,18 @@ class FaultProxy:
             h.close_connection = True
             return
         h.wfile.write(data)
+
+
+def _error(h: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
+    """An S3 error answer (no body for a HEAD, as S3 does)."""
+    xml = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code>"
+           f"<Message>{message}</Message></Error>").encode()
+    h.send_response(status)
+    h.send_header("Content-Type", "application/xml")
+    h.send_header("Content-Length", str(len(xml)))
+    h.end_headers()
+    if h.command != "HEAD":
+        h.wfile.write(xml)
 
 
 def _reset(sock: socket.socket) -> None:

@@ -376,8 +376,8 @@ rgw thread pool size = 128
         if self.https:
             env["LFS_S3_TEST_CA_BUNDLE"] = self.ca_bundle
             # boto3 (>= 1.36) sends its default CRC32 checksums over https as an unsigned aws-chunked
-            # trailer, which RGW 16 refuses (MissingContentLength): there the agent needs the documented
-            # `--checksums when_required`. Over http boto3 signs the payload and RGW accepts the default.
+            # trailer, which RGW 16 refuses (MissingContentLength): the tests' own boto3 client needs
+            # when_required there. The agent does not (it sends its SHA-256 in a header; doctor warns).
             env["LFS_S3_TEST_CHECKSUMS"] = "when_required"
         return env
 

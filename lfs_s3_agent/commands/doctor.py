@@ -5,8 +5,10 @@ point at a Python that can import the agent, the standalone agent, git-lfs's fil
 pre-push hook); the resolved settings and where each came from; the credentials' identity
 (STS ``GetCallerIdentity`` with the same endpoint rules as S3; "not available" on an
 S3-compatible endpoint without STS; never a secret); the bucket and its region; a write,
-read, list and delete of a probe object under the prefix; and whether the endpoint accepts
-boto3's default (flexible) checksums. Later checks are skipped when an earlier one they
+read, list and delete of a probe object under the prefix; what the store does with
+If-None-Match, checksums, SSE and DeleteObjects (``s3.capabilities``, recorded for the agent); and
+whether the endpoint accepts boto3's default (flexible) checksums (a warning when not: that concerns
+other tools, not the agent). Later checks are skipped when an earlier one they
 depend on failed. S3 requests here use at most 2 attempts and a short timeout, so that a
 wrong endpoint is reported in seconds rather than minutes.
 """
@@ -30,11 +32,13 @@ from lfs_s3_agent.commands.common import Cwd
 from lfs_s3_agent.commands.install import AGENT_NAME, agent_keys
 from lfs_s3_agent.errors import AgentError, Code, ConfigError, GitError
 from lfs_s3_agent.linked import LocalLinks, local_links_dir
+from lfs_s3_agent.s3.capabilities import AFTER_BODY, BEFORE_BODY
 from lfs_s3_agent.s3.client import ClientSpec, S3Client, caller_identity, make_client
 from lfs_s3_agent.s3.errors import translate
 from lfs_s3_agent.s3.keys import list_prefix
 from lfs_s3_agent.settings import Settings
 from lfs_s3_agent.store import S3Store
+from lfs_s3_agent.wiring import Wiring
 
 MARKS = {"ok": "✓", "fail": "✗", "warn": "!", "skip": "-"}
 ASCII_MARKS = {"ok": "ok", "fail": "FAIL", "warn": "warn", "skip": "skip"}
@@ -297,7 +301,7 @@ def _fix(err: AgentError) -> str:
         Code.NETWORK: "check --endpoint-url, --region, the proxy and the network",
         Code.TIMEOUT: "check the network and the endpoint; raise --timeout",
         Code.NO_SUCH_BUCKET: "check --bucket, --endpoint-url and --region",
-        Code.CONFIG: "set --region",
+        Code.CONFIG: "fix the setting the message names (`lfs-s3-agent config` shows where each one is set)",
     }.get(err.code, "read the message above")
 
 
@@ -387,39 +391,62 @@ def _delete_quietly(client: Any, bucket: str, key: str) -> None:
         return
 
 
+def check_store(store: S3Store) -> Check:
+    """What the store does with If-None-Match, checksums, SSE and DeleteObjects (a fresh probe, then kept
+    for the agent: ``s3.capabilities``)."""
+    try:
+        caps = store.capabilities(fresh=True, full=True)
+    except AgentError as err:
+        return Check("store", "fail", f"cannot find out what the store does: {err.message}", fix=_fix(err))
+    lines = caps.lines(store.settings.sse)
+    problem = store.sse_problem(caps)
+    if problem is not None:
+        return Check("store", "fail", problem.message, fix="configure encryption on the store, or `lfs-s3-agent "
+                     "install --sse none`", lines=lines)
+    adapted = []
+    if caps.if_none_match != BEFORE_BODY:
+        adapted.append("HEAD before upload" + (" above 1 MiB" if caps.if_none_match == AFTER_BODY else ""))
+    if not caps.checksum_headers:
+        adapted.append("no checksum headers")
+    detail = "S3's behaviour in everything the agent relies on" if not adapted else (
+        "differs from S3; the agent adapts: " + ", ".join(adapted))
+    return Check("store", "ok", detail, lines=lines)
+
+
 def checksum_client(values: Settings, mode: Literal["when_supported", "when_required"]) -> S3Client:
     """An S3 client like the agent's, but with boto3's checksum behaviour set to ``mode``."""
     return make_client(ClientSpec.for_store(values).with_(checksums=mode))
 
 
 def check_checksums(store: S3Store) -> Check:
+    """Does the endpoint take boto3's default checksums (a CRC32, an aws-chunked trailer over https)?
+
+    The agent itself does not depend on it (every body it sends carries its SHA-256 in a header; the
+    ``store`` check proved that path): a refusal concerns other boto3-based tools on this endpoint,
+    so it is a warning that says so, not a failure.
+    """
     s = store.settings
     key = probe_key(s.prefix)
     body = b"lfs-s3-agent doctor checksum probe " + secrets.token_bytes(16)
-
-    def attempt(client: Any) -> AgentError | None:
-        try:
-            client.put_object(Bucket=s.bucket, Key=key, Body=body)  # no checksum given: boto3 adds its own
-            client.get_object(Bucket=s.bucket, Key=key)["Body"].read()
-            return None
-        except Exception as exc:
-            return translate(exc, bucket=s.bucket, key=key, endpoint=s.endpoint_url)
-        finally:
-            _delete_quietly(store.client, s.bucket, key)
-
-    default_error = attempt(checksum_client(s, "when_supported"))
-    if default_error is None:
-        extra = " (checksums = when_required is set, which it does not need)" if s.checksums == "when_required" else ""
-        return Check("checksums", "ok", "the endpoint accepts boto3's default checksums" + extra)
-    required_error = attempt(checksum_client(s, "when_required"))
-    if required_error is not None:
-        return Check("checksums", "fail", f"writes fail with boto3's default checksums ({default_error.message}) "
-                     f"and without them ({required_error.message})", fix=_fix(required_error))
-    if s.checksums == "when_required":
-        return Check("checksums", "ok", "the endpoint rejects boto3's default checksums; checksums = when_required "
-                     "is set, as it needs")
-    return Check("checksums", "fail", f"the endpoint rejects boto3's default checksums ({default_error.message}) "
-                 "but accepts writes without them", fix="`lfs-s3-agent install --checksums when_required`")
+    client = checksum_client(s, "when_supported")
+    try:
+        # botocore itself, not S3Client.call: the agent's own adaptations would hide what other tools meet
+        client.raw.put_object(Bucket=s.bucket, Key=key, Body=body)  # no checksum given: boto3 adds its own
+        client.raw.get_object(Bucket=s.bucket, Key=key)["Body"].read()
+        refused = None
+    except Exception as exc:
+        refused = translate(exc, bucket=s.bucket, key=key, endpoint=s.endpoint_url)
+    finally:
+        _delete_quietly(store.client, s.bucket, key)
+    if refused is None:
+        unneeded = f" (checksums = {s.checksums} is set, which it does not need)" if s.checksums != "when_supported" \
+            else ""
+        return Check("checksums", "ok", "the endpoint accepts boto3's default checksums" + unneeded)
+    return Check("checksums", "warn", f"the endpoint refuses boto3's default checksums ({refused.message}). The agent "
+                 "is not affected (its requests carry their own SHA-256 in a header); other boto3-based tools on "
+                 "this endpoint (the aws CLI >= 2.23, boto3 >= 1.36 scripts) are",
+                 fix="for those tools: export AWS_REQUEST_CHECKSUM_CALCULATION=when_required "
+                     "AWS_RESPONSE_CHECKSUM_VALIDATION=when_required")
 
 
 def doctor(flags: Mapping[str, Any] | None = None, *, cwd: Cwd = None) -> DoctorReport:
@@ -430,7 +457,7 @@ def doctor(flags: Mapping[str, Any] | None = None, *, cwd: Cwd = None) -> Doctor
     add(check_install(cwd))
     check, resolved = check_settings(flags, cwd)
     add(check)
-    later = ["credentials", "bucket", "read/write", "checksums"]
+    later = ["credentials", "bucket", "read/write", "store", "checksums"]
 
     def skip_rest(why: str) -> DoctorReport:
         for name in later[len(report.checks) - 4:]:
@@ -441,11 +468,12 @@ def doctor(flags: Mapping[str, Any] | None = None, *, cwd: Cwd = None) -> Doctor
         return skip_rest("the settings are not usable")
     values = resolved.settings.replace(max_attempts=min(2, resolved.values["max_attempts"]),
                                        timeout=min(DOCTOR_TIMEOUT, resolved.values["timeout"]))
-    store = S3Store(values)
+    store = S3Store(values, capabilities_file=Wiring(resolved, cwd).capabilities_file)
     steps: list[tuple[Callable[[], Check], str]] = [
         (lambda: check_identity(values), "no usable credentials"),
         (lambda: check_bucket(store), "the bucket is not usable"),
         (lambda: check_probe(store), "objects cannot be written"),
+        (lambda: check_store(store), ""),
         (lambda: check_checksums(store), ""),
     ]
     if values.public_url:

@@ -9,10 +9,23 @@ timeouts, attempts and addressing style to all of them.
 botocore's own retries are switched off (``total_max_attempts = 1``): ``S3Client.call`` is
 the one retry owner (``retry.Attempts``), and the one place that translates botocore errors
 (``errors.translate``). botocore is imported only when a client is built.
+
+It is also where request-level store differences are handled, once for every caller:
+
+- ``checksums = none`` (or a store found to reject them: ``S3Client.call`` switches the client over
+  after one rejected request and makes it again) sends no ``x-amz-checksum-*`` header at all
+  (Backblaze B2's S3 API refuses them: "Unsupported header 'x-amz-checksum-sha256'"), and
+  ``Content-MD5`` where the API requires a checksum (DeleteObjects);
+- DeleteObjects always carries ``Content-MD5``: boto3 1.36+ sends only a CRC32, which older MinIO
+  and Ceph answer with ``MissingContentMD5``; S3 accepts both. (boto3 1.36 changelog: "default
+  integrity protections"; S3 API reference, DeleteObjects: "Content-MD5 or x-amz-sdk-checksum-algorithm
+  header is required".)
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -58,7 +71,7 @@ class ClientSpec:
     profile: str | None = None
     unsigned: bool = False
     addressing_style: str = "auto"
-    checksums: str = "when_supported"
+    checksums: str = "when_supported"  #: when_supported, when_required or none (no x-amz-checksum-* header)
     ca_bundle: str | None = None
     tls_verify: bool = True
     max_attempts: int = 5
@@ -127,7 +140,7 @@ def make_client(spec: ClientSpec, *, counter: dict[str, int] | None = None) -> S
         s3={"addressing_style": style, "payload_signing_enabled": False},  # type: ignore[arg-type]
         # Only an explicit when_required is passed on, so that boto3's own default and its
         # AWS_REQUEST_CHECKSUM_CALCULATION / profile settings apply otherwise.
-        **(WHEN_REQUIRED if spec.checksums == "when_required" else {}),
+        **(WHEN_REQUIRED if spec.checksums in ("when_required", "none") else {}),
         **({"signature_version": UNSIGNED} if spec.unsigned else {}),
         user_agent_extra=f"lfs-s3-agent/{__version__}",
         max_pool_connections=max(10, spec.pool),
@@ -139,6 +152,7 @@ def make_client(spec: ClientSpec, *, counter: dict[str, int] | None = None) -> S
     except Exception as exc:
         raise translate(exc, bucket="", endpoint=spec.endpoint_url) from None
     client = S3Client(raw, spec)
+    raw.meta.events.register("before-sign.s3", client.adjust_headers)
     if counter is not None:
         def count(model: Any, **_: Any) -> None:
             counter[model.name] = counter.get(model.name, 0) + 1
@@ -159,6 +173,20 @@ class S3Client:
     def __init__(self, raw: Any, spec: ClientSpec) -> None:
         self.raw = raw
         self.spec = spec
+        #: send no x-amz-checksum-* header: set by ``checksums = none`` or found out by ``call``
+        self.checksum_headers = spec.checksums != "none"
+        self.delete_md5 = True  #: add Content-MD5 to DeleteObjects (off only for doctor's question)
+
+    def adjust_headers(self, request: Any, operation_name: str = "", **_: Any) -> None:
+        """botocore ``before-sign`` hook: the store's header rules, applied to every request."""
+        headers = request.headers
+        if not self.checksum_headers:
+            for name in [h for h in headers if h.lower().startswith(("x-amz-checksum-", "x-amz-sdk-checksum-"))]:
+                del headers[name]
+        body = request.body
+        if operation_name == "DeleteObjects" and self.delete_md5 and "Content-MD5" not in headers and isinstance(
+                body, bytes):
+            headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
 
     @property
     def endpoint(self) -> str | None:
@@ -183,6 +211,13 @@ class S3Client:
     def call(self, op: str, *, attempts: Attempts | None = None, **kwargs: Any) -> Any:
         method = getattr(self.raw, op)
         body = kwargs.get("Body")
+        if (op in ("put_object", "upload_part") and isinstance(body, bytes) and self.checksum_headers
+                and not any(k.startswith(("Checksum", "ContentMD5")) for k in kwargs)):
+            # A checksum in a header, made here, for every body in memory (link records, keep markers): else
+            # boto3 >= 1.36 sends its CRC32 as an aws-chunked trailer over https, which some stores refuse
+            # (Ceph RGW 16: MissingContentLength). Bodies streamed from files carry the oid's SHA-256 already.
+            kwargs = {**kwargs, "ChecksumSHA256": base64.b64encode(hashlib.sha256(body).digest()).decode(),
+                      "ChecksumAlgorithm": "SHA256"}
 
         def request() -> Any:
             try:
@@ -200,7 +235,37 @@ class S3Client:
             if body is not None and hasattr(body, "seek"):
                 body.seek(0)
 
-        return retry.attempt(request, attempts or Attempts(self.spec.max_attempts), what=op, before_retry=rewind)
+        budget = attempts or Attempts(self.spec.max_attempts)
+        try:
+            return retry.attempt(request, budget, what=op, before_retry=rewind)
+        except AgentError as err:
+            if not (self.checksum_headers and _checksum_headers_refused(err, op, kwargs)):
+                raise
+            # The store refuses S3's checksum headers: from now on this client sends none (and the request
+            # is made once more without them). A request that fails the same way again was not that.
+            self.checksum_headers = False
+            rewind()
+            try:
+                result = retry.attempt(request, Attempts(self.spec.max_attempts), what=op, before_retry=rewind)
+            except AgentError:
+                self.checksum_headers = True
+                raise err from None
+            log.warning("%s rejects S3's checksum headers (%s): sending none from now on; the agent still checks "
+                        "every object's SHA-256 itself (`--checksums none` avoids the first rejected request)",
+                        self.endpoint or "the store", err.s3_code or err.status)
+            return result
+
+
+def _checksum_headers_refused(err: AgentError, op: str, kwargs: dict[str, Any]) -> bool:
+    """Did the store refuse the request for its checksum headers? Said so (``translate``), or a bare 400 to a
+    request that asked for checksums (a HEAD's error has no body to say why)."""
+    from lfs_s3_agent.errors import CHECKSUM_HEADERS_REJECTED
+
+    if err.incompatible == CHECKSUM_HEADERS_REJECTED:
+        return True
+    asked = any(k.startswith("Checksum") for k in kwargs)
+    return asked and err.status == 400 and err.s3_code in (None, "400", "BadRequest") and op in (
+        "head_object", "get_object")
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,17 @@ A HEAD answered 403 is never "absent" (see ``store.S3Store``).
 from __future__ import annotations
 
 import errno
+import re
 from typing import Any
 
-from lfs_s3_agent.errors import AgentError, Code, LocalFileError, StoreError
+from lfs_s3_agent.errors import (
+    CHECKSUM_HEADERS_REJECTED,
+    CONTENT_MD5_REQUIRED,
+    AgentError,
+    Code,
+    LocalFileError,
+    StoreError,
+)
 
 #: errno values that mean our own disk, not the network
 _LOCAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
@@ -26,6 +34,12 @@ _CREDENTIAL_CODES = {
 _DENIED_CODES = {"AccessDenied", "AllAccessDisabled", "AccountProblem", "403", "Forbidden"}
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
 _INTEGRITY_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
+#: How stores word "I do not take this checksum header" (B2: "Unsupported header 'x-amz-checksum-sha256'
+#: received for this API call."; others: "... checksum ... not implemented/not supported").
+_CHECKSUM_UNSUPPORTED = re.compile(r"(unsupported|not supported|not implemented|unknown) header.*"
+                                   r"x-amz-(checksum|sdk-checksum)|x-amz-(checksum|sdk-checksum)\S*.*"
+                                   r"(unsupported|not supported|not implemented)", re.IGNORECASE)
+_REQUEST_ERROR_CODES = {"InvalidArgument", "InvalidRequest", "NotImplemented", "BadRequest", "400", "501"}
 _TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "500", "503",
                     "RequestTimeTooSkewed", "Throttling", "ThrottlingException", "RequestLimitExceeded"}
 
@@ -46,6 +60,14 @@ def translate(exc: BaseException, *, bucket: str, key: str | None = None, endpoi
         status = int(raw_status) if isinstance(raw_status, int) else None
         region = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
         fields: dict[str, Any] = {"s3_code": code or None, "status": status, "bucket_region": region or None}
+        if code == "MissingContentMD5" or (code in _REQUEST_ERROR_CODES and "content-md5" in detail.lower()
+                                           and "missing" in detail.lower()):
+            return StoreError(f"{where}: the store requires a Content-MD5 header on this request ({code}: "
+                              f"{detail})", code=Code.S3_ERROR, incompatible=CONTENT_MD5_REQUIRED, **fields)
+        if code in _REQUEST_ERROR_CODES and _CHECKSUM_UNSUPPORTED.search(detail):
+            return StoreError(f"{where}: the store rejects S3's checksum headers ({code}: {detail}); "
+                              "set --checksums none", code=Code.S3_ERROR, incompatible=CHECKSUM_HEADERS_REJECTED,
+                              **fields)
         if code == "NoSuchBucket":
             return StoreError(f"bucket {bucket!r} does not exist{at}: check the bucket name "
                               "(`lfs-s3-agent config` shows where it is set) and the endpoint/region",
@@ -96,6 +118,13 @@ def translate(exc: BaseException, *, bucket: str, key: str | None = None, endpoi
     if isinstance(exc, (bce.ConnectTimeoutError, bce.ReadTimeoutError)):
         return StoreError(f"{where}: the endpoint{at} did not answer in time ({exc}); check the network "
                           "or raise --timeout", code=Code.TIMEOUT, transient=True)
+    if isinstance(exc, bce.InvalidConfigError):
+        # e.g. AWS_CA_BUNDLE='' ("Invalid CA bundle: ... resolved to an empty or whitespace-only string")
+        return StoreError(f"the AWS SDK's settings are unusable ({exc}): check AWS_CA_BUNDLE, REQUESTS_CA_BUNDLE, "
+                          "--ca-bundle and ~/.aws/config", code=Code.CONFIG)
+    if isinstance(exc, bce.SSLError) and "No such file or directory" in str(exc):
+        return StoreError(f"{where}: the CA bundle file does not exist ({exc}); check --ca-bundle, AWS_CA_BUNDLE "
+                          "and REQUESTS_CA_BUNDLE", code=Code.CONFIG)
     if isinstance(exc, bce.SSLError):
         return StoreError(f"{where}: TLS failed{at} ({exc}); check the endpoint URL and its certificate "
                           "(--ca-bundle for a private CA)", code=Code.NETWORK)

@@ -16,6 +16,7 @@ request's ``retry.Attempts`` budget. Errors writing the local file are ``LocalFi
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import io
@@ -299,8 +300,11 @@ def _same_part(listed: dict[str, Any], data: bytes, checksum: str) -> bool:
 
 def multipart_upload(client: S3Client, *, bucket: str, key: str, oid: str, path: Path, plan: PartPlan,
                      progress: ProgressReporter, create_args: dict[str, Any], stale_after: float,
-                     only_if_absent: bool = False) -> UploadStats:
+                     only_if_absent: bool = False, checksums: bool = True) -> UploadStats:
     """Upload ``path`` in parallel parts, each checked by S3 against its SHA-256; resume where possible.
+
+    ``checksums=False`` (a store that refuses x-amz-checksum-* headers): each part carries its
+    Content-MD5 instead, which every S3 API checks.
 
     The file is read once, in order, by this thread, which hashes the whole object; worker
     threads hash and send parts (hashlib releases the GIL, so both proceed at once). At most
@@ -311,8 +315,8 @@ def multipart_upload(client: S3Client, *, bucket: str, key: str, oid: str, path:
     stats = UploadStats()
     upload_id, listed = find_resumable(client, bucket, key, stale_after)
     if upload_id is None:
-        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256",
-                                                   **create_args)["UploadId"]
+        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **create_args,
+                                                   **({"ChecksumAlgorithm": "SHA256"} if checksums else {}))["UploadId"]
     else:
         log.info("%s: resuming upload %s (%d parts already in S3)", key, upload_id, len(listed))
     stats.upload_id = upload_id
@@ -323,10 +327,12 @@ def multipart_upload(client: S3Client, *, bucket: str, key: str, oid: str, path:
     def send(number: int, data: bytes) -> None:
         try:
             checksum = b64sha256(data)
+            integrity = ({"ChecksumSHA256": checksum, "ChecksumAlgorithm": "SHA256"} if checksums else
+                         {"ContentMD5": base64.b64encode(hashlib.md5(data).digest()).decode()})
             resp = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                      Body=PartBody(data, progress), ContentLength=len(data),
-                                      ChecksumSHA256=checksum, ChecksumAlgorithm="SHA256")
-            done[number] = {"PartNumber": number, "ETag": resp["ETag"], "ChecksumSHA256": checksum}
+                                      Body=PartBody(data, progress), ContentLength=len(data), **integrity)
+            done[number] = {"PartNumber": number, "ETag": resp["ETag"],
+                            **({"ChecksumSHA256": checksum} if checksums else {})}
             stats.parts_sent += 1
         except AgentError as exc:
             failures.append(exc)
@@ -356,7 +362,8 @@ def multipart_upload(client: S3Client, *, bucket: str, key: str, oid: str, path:
             if old is not None:
                 checksum = b64sha256(data)
                 if _same_part(old, data, checksum):
-                    done[number] = {"PartNumber": number, "ETag": old["ETag"], "ChecksumSHA256": checksum}
+                    done[number] = {"PartNumber": number, "ETag": old["ETag"],
+                                    **({"ChecksumSHA256": checksum} if checksums else {})}
                     stats.parts_reused += 1
                     progress.add(length)
                     slots.release()

@@ -4,10 +4,11 @@ The agent is started by git-lfs itself, exactly as `lfs-s3-agent install` config
 
 Another S3 implementation instead of moto: set ``LFS_S3_TEST_ENDPOINT`` (with ``LFS_S3_TEST_ACCESS_KEY``,
 ``LFS_S3_TEST_SECRET_KEY``, and ``LFS_S3_TEST_CA_BUNDLE`` for https; optionally ``LFS_S3_TEST_IMPL``, e.g.
-``rgw``, and ``LFS_S3_TEST_CHECKSUMS``, the agent's ``--checksums`` for that store). The session fixture ``s3``
-then points at that endpoint (see ``ExternalS3``); ``tests/interop/run.py`` does this with a local Ceph RGW.
-Tests that need something only moto has are marked ``@pytest.mark.moto_only("why")`` and are skipped,
-with that reason, on any other endpoint.
+``rgw``, and ``LFS_S3_TEST_CHECKSUMS``, the checksum mode of the tests' own boto3 client there). The session
+fixture ``s3`` then points at that endpoint (see ``ExternalS3``); ``tests/interop/run.py`` does this with a
+local Ceph RGW. Tests that need something only moto has are marked ``@pytest.mark.moto_only("why")`` and are
+skipped, with that reason, on any other endpoint; tests that need stored checksums are skipped on RGW
+(``NEEDS_STORED_CHECKSUMS``), with the reason.
 """
 
 from __future__ import annotations
@@ -44,20 +45,11 @@ ON_RGW = S3_IMPL == "rgw"
 EXTERNAL_HTTPS = EXTERNAL_ENDPOINT.startswith("https:")
 
 
-def rgw_xfail(reason: str, *, http_only: bool = False) -> pytest.MarkDecorator:
-    """A real product issue on Ceph RGW: expected to fail there (strictly), run normally elsewhere."""
-    applies = ON_RGW and not (http_only and EXTERNAL_HTTPS)
-    return pytest.mark.xfail(applies, strict=True, reason=f"{reason}: known product issue, see issue 13")
-
-
-#: Known product issues on Ceph RGW 16 (issue 13): strict xfails there (a fix fails the run as XPASS).
-RGW_NO_CHECKSUMS = rgw_xfail("RGW 16 keeps no flexible checksums (no ChecksumSHA256 stored or returned, none per "
-                             "part; over https it refuses boto3's checksum trailer), so linked mode cannot read an "
-                             "oid from the store")
-RGW_VERSIONED_REUPLOAD = rgw_xfail("RGW 16 ignores If-None-Match: * on a versioned bucket, so a re-push "
-                                   "re-uploads every object (a new version each)")
-RGW_SSE_OVER_HTTP = rgw_xfail("RGW 16 refuses server-side encryption over plain http (InvalidRequest), so --sse "
-                              "AES256 fails there", http_only=True)
+#: Tests that read an oid from the store's checksums need a store that keeps them. Ceph RGW 16 keeps none
+#: (linked mode there needs `link --hash-missing`, which the trust and interop tests use): skipped there.
+NEEDS_STORED_CHECKSUMS = pytest.mark.skipif(
+    ON_RGW, reason="needs a store that keeps full-object SHA-256 checksums (RGW 16 keeps none: linked mode there "
+                   "takes --hash-missing; doctor's store check shows it)")
 
 
 class ExternalS3:
@@ -111,7 +103,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.fixture(autouse=True)
 def _s3_client_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never ask an EC2 metadata service; against another endpoint, its keys (and CA, checksum mode)."""
+    """Never ask an EC2 metadata service; against another endpoint, its keys and CA.
+
+    ``LFS_S3_TEST_CHECKSUMS`` is for the tests' own boto3 client only: the agent runs with its default
+    checksum mode everywhere (its requests carry their SHA-256 in a header, never boto3's trailer).
+    """
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     if not EXTERNAL_ENDPOINT:
         return
@@ -120,8 +116,6 @@ def _s3_client_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
     if external.ca_bundle:  # what `install` run directly by a test uses (make_clone passes --ca-bundle too)
         monkeypatch.setenv("LFS_S3_CA_BUNDLE", external.ca_bundle)
-    if external.checksums:
-        monkeypatch.setenv("LFS_S3_CHECKSUMS", external.checksums)
 
 
 @pytest.fixture(scope="session")
@@ -314,6 +308,13 @@ def remote_heads(remote: Path) -> dict[str, str]:
     out = subprocess.run(["git", "ls-remote", "--heads", str(remote)], capture_output=True, text=True,
                          check=True).stdout
     return {ref: sha for sha, ref in (line.split("\t") for line in out.splitlines())}
+
+
+def known_store(git: Git) -> None:
+    """Have the clone know what its store does (``doctor`` probes and records it), so that the requests a
+    test counts next are only its transfers' (the agent otherwise probes before its first upload)."""
+    git.agent("doctor", "--json", check=False)
+    assert (git_common_dir(git) / "lfs-s3-agent" / "capabilities.json").is_file()
 
 
 def commit_all(git: Git, message: str, cwd: Path | None = None) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import (
-    RGW_NO_CHECKSUMS,
+    NEEDS_STORED_CHECKSUMS,
     S3_IMPL,
     Git,
     bucket_objects,
@@ -163,7 +163,7 @@ def tiles(s3: MotoServer, bucket: str, count: int = 3, size: int = 3000, **extra
 
 # -- link with checksums present -------------------------------------------------------------------
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_link_with_checksums_checks_out_bytes(make_clone: MakeClone, s3: MotoServer, source: str, bucket: str,
                                               proxy: CountingProxy) -> None:
     originals = {
@@ -218,7 +218,7 @@ def test_link_with_checksums_checks_out_bytes(make_clone: MakeClone, s3: MotoSer
 
 
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_relinking_a_grown_dataset_needs_no_force(make_clone: MakeClone, s3: MotoServer, source: str,
                                                   proxy: CountingProxy) -> None:
     """Run the same link again after new originals arrived: files already holding their linked
@@ -241,7 +241,7 @@ def test_relinking_a_grown_dataset_needs_no_force(make_clone: MakeClone, s3: Mot
 
 # -- composite and missing checksums ---------------------------------------------------------------
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_composite_and_missing_checksums_are_refused_then_hash_missing(
         make_clone: MakeClone, s3: MotoServer, source: str, proxy: CountingProxy) -> None:
     good = os.urandom(2000)
@@ -280,7 +280,7 @@ def test_composite_and_missing_checksums_are_refused_then_hash_missing(
     assert proxy.writes(source) == []
 
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_hash_missing_with_no_checkout_stores_nothing(make_clone: MakeClone, s3: MotoServer, source: str,
                                                       proxy: CountingProxy) -> None:
     plain = os.urandom(3000)
@@ -298,7 +298,7 @@ def test_hash_missing_with_no_checkout_stores_nothing(make_clone: MakeClone, s3:
     assert leftover_tmp_files(git_common_dir(a) / "lfs") == []
 
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_add_checksum_dry_run_then_plain_link(make_clone: MakeClone, s3: MotoServer, source: str,
                                               proxy: CountingProxy) -> None:
     good = os.urandom(2000)
@@ -346,7 +346,7 @@ def test_add_checksum_dry_run_then_plain_link(make_clone: MakeClone, s3: MotoSer
 
 # -- --no-checkout -> commit -> push -> clone -> pull ----------------------------------------------
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_no_checkout_push_clone_pull(make_clone: MakeClone, s3: MotoServer, source: str, bucket: str,
                                      proxy: CountingProxy) -> None:
     originals = tiles(s3, source, count=3)
@@ -399,7 +399,7 @@ def test_no_checkout_push_clone_pull(make_clone: MakeClone, s3: MotoServer, sour
     assert leftover_tmp_files(git_common_dir(b) / "lfs") == []
 
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_genuinely_missing_object_still_blocks_the_push(make_clone: MakeClone, s3: MotoServer, source: str,
                                                         bucket: str, proxy: CountingProxy) -> None:
     """The pre-push step lets linked objects through, never an ordinary object that is missing."""
@@ -422,7 +422,7 @@ def test_genuinely_missing_object_still_blocks_the_push(make_clone: MakeClone, s
 
 # -- an original changed after linking -------------------------------------------------------------
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_overwritten_or_deleted_original_is_detected(make_clone: MakeClone, s3: MotoServer, source: str,
                                                      proxy: CountingProxy) -> None:
     originals = tiles(s3, source, count=3)
@@ -457,7 +457,7 @@ def test_overwritten_or_deleted_original_is_detected(make_clone: MakeClone, s3: 
     assert (b.path / "data/t2.laz").read_bytes() == pointer(originals["tiles/t2.laz"])
 
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_versioned_source_fetches_the_linked_version(make_clone: MakeClone, s3: MotoServer, source: str,
                                                      bucket: str, proxy: CountingProxy) -> None:
     s3.client().put_bucket_versioning(Bucket=source, VersioningConfiguration={"Status": "Enabled"})
@@ -491,7 +491,7 @@ def test_versioned_source_fetches_the_linked_version(make_clone: MakeClone, s3: 
 
 # -- linked and normal objects in one push ---------------------------------------------------------
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_linked_and_normal_objects_in_one_push(make_clone: MakeClone, s3: MotoServer, source: str, bucket: str,
                                                proxy: CountingProxy) -> None:
     originals = tiles(s3, source, count=2)
@@ -538,7 +538,7 @@ def public_source(s3: MotoServer) -> str:
     return name
 
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_unsigned_public_source_with_flag(make_clone: MakeClone, s3: MotoServer, public_source: str,
                                           proxy: CountingProxy) -> None:
     originals = tiles(s3, public_source, count=2, ACL="public-read")
@@ -566,7 +566,7 @@ def test_unsigned_public_source_with_flag(make_clone: MakeClone, s3: MotoServer,
     assert len(gets) == 2 and not any(s.signed for s in proxy.requests(public_source)), gets
 
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 @pytest.mark.parametrize("value", ["1", "true"])
 def test_aws_no_sign_request_env_turns_unsigned_on(make_clone: MakeClone, s3: MotoServer, public_source: str,
                                                    proxy: CountingProxy, value: str) -> None:
@@ -596,7 +596,7 @@ def test_aws_no_sign_request_falsy_values_keep_signing(make_clone: MakeClone, s3
 
 # -- lfs-s3-agent checkout -------------------------------------------------------------------------
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_checkout_after_no_checkout(make_clone: MakeClone, s3: MotoServer, source: str, proxy: CountingProxy) -> None:
     originals = tiles(s3, source, count=3)
     a = make_clone("a")
@@ -630,7 +630,7 @@ def test_checkout_after_no_checkout(make_clone: MakeClone, s3: MotoServer, sourc
     assert (status_a, b.run("status", "--porcelain")) == ("", "")
 
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_written_files_follow_the_umask_like_git(make_clone: MakeClone, s3: MotoServer, source: str,
                                                  proxy: CountingProxy) -> None:
     """Pointers and checked-out files get the same permissions git gives the files it writes."""
@@ -678,7 +678,7 @@ def test_pattern_matching_nothing_is_an_error(make_clone: MakeClone, s3: MotoSer
     assert proc.returncode == 1 and "s3://" in proc.stderr
 
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_existing_file_blocks_link_without_force(make_clone: MakeClone, s3: MotoServer, source: str,
                                                  proxy: CountingProxy) -> None:
     originals = tiles(s3, source, count=2)
@@ -704,7 +704,7 @@ def test_existing_file_blocks_link_without_force(make_clone: MakeClone, s3: Moto
     assert pointer_oid(mine.read_bytes()) == sha256(originals["tiles/t0.laz"])
 
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_no_checkout_push_in_a_clone_configured_only_by_install_global(
         make_clone: MakeClone, s3: MotoServer, source: str, bucket: str, remote: Path, tmp_path: Path) -> None:
     originals = tiles(s3, source, count=2)

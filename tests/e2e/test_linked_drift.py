@@ -7,12 +7,12 @@ import json
 import os
 from typing import Any
 
-from tests.e2e.conftest import RGW_NO_CHECKSUMS, commit_all, new_bucket, sha256
+from tests.e2e.conftest import NEEDS_STORED_CHECKSUMS, commit_all, new_bucket, sha256
 from tests.e2e.test_linked import MakeClone, link, local_record, put, store_record
 from tests.s3server import MotoServer
 
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_a_linked_version_that_is_gone_is_served_from_the_key_when_its_bytes_still_match(
         make_clone: MakeClone, s3: MotoServer, bucket: str) -> None:
     source = new_bucket(s3, "src")
@@ -44,7 +44,7 @@ def test_a_linked_version_that_is_gone_is_served_from_the_key_when_its_bytes_sti
     assert json.loads(a.agent("verify", "--json").stdout)["ok"]
 
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_an_original_with_new_content_is_still_refused(make_clone: MakeClone, s3: MotoServer, bucket: str) -> None:
     source = new_bucket(s3, "src")
     data = os.urandom(4000)
@@ -61,7 +61,7 @@ def test_an_original_with_new_content_is_still_refused(make_clone: MakeClone, s3
     assert [p["status"] for p in deep["problems"]] == ["broken-link"]
 
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_add_checksum_after_a_hashed_link_refreshes_the_records(make_clone: MakeClone, s3: MotoServer,
                                                                  bucket: str) -> None:
     source = new_bucket(s3, "src")
@@ -83,7 +83,7 @@ def test_add_checksum_after_a_hashed_link_refreshes_the_records(make_clone: Make
     assert (b.path / "data" / "a.bin").read_bytes() == data
 
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_a_source_without_settings_is_reached_like_the_store(make_clone: MakeClone, s3: MotoServer) -> None:
     """The store is on a custom endpoint (moto here, MinIO or Ceph for users): so is the source by default."""
     source = new_bucket(s3, "src")
@@ -110,7 +110,7 @@ def test_source_endpoint_aws_opts_out_of_the_stores_endpoint(make_clone: MakeClo
     assert on_aws.flag_words() == ["--source-endpoint-url", "aws", "--source-region", "us-west-2"]
 
 
-@RGW_NO_CHECKSUMS
+@NEEDS_STORED_CHECKSUMS
 def test_link_status_and_update(make_clone: MakeClone, s3: MotoServer, bucket: str) -> None:
     source = new_bucket(s3, "src")
     s3.client().put_bucket_versioning(Bucket=source, VersioningConfiguration={"Status": "Enabled"})

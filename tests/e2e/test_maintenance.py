@@ -209,7 +209,8 @@ def test_doctor_in_an_installed_clone_and_in_one_without_install(make_clone: Mak
     proc = a.agent("doctor")
     lines = proc.stdout.splitlines()
     names = [line.split()[1] for line in lines if line[:1] in "✓✗!-"]
-    assert names == ["git", "git-lfs", "install", "settings", "credentials", "bucket", "read/write", "checksums"]
+    assert names == ["git", "git-lfs", "install", "settings", "credentials", "bucket", "read/write", "store",
+                     "checksums"]
     assert all(line.startswith("✓") for line in lines if line[:1] in "✓✗!-"), proc.stdout
     assert f"endpoint_url = {s3.endpoint}  (git config lfs-s3-agent.endpoint-url)" in proc.stdout
     assert "arn:aws:" in proc.stdout and "testing-secret" not in proc.stdout

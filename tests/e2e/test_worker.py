@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import Git, commit_all, tree_digests
+from tests.e2e.conftest import Git, commit_all, known_store, tree_digests
 from tests.faultproxy import Fault, FaultProxy
 from tests.polling import wait_until
 from tests.s3server import MotoServer
@@ -50,6 +50,7 @@ def small_files(git: Git, n: int) -> dict[str, bytes]:
 def test_small_objects_go_through_one_warm_worker_large_ones_stay_in_the_agent(
         make_clone: Any, tmp_path: Path) -> None:
     a = make_clone("a", multipart_threshold="5MiB", part_size="5MiB")
+    known_store(a)
     a.run("lfs", "track", "*.bin")
     small_files(a, 30)
     (a.path / "large.bin").write_bytes(os.urandom(THRESHOLD + 12345))
@@ -112,6 +113,7 @@ def _alive(pid: int) -> bool:
 
 def test_shared_worker_false_moves_everything_in_the_agents(make_clone: Any, tmp_path: Path) -> None:
     a = make_clone("a", shared_worker="false")
+    known_store(a)
     a.run("lfs", "track", "*.bin")
     small_files(a, 5)
     commit_all(a, "data")
@@ -184,6 +186,7 @@ def test_an_unsafe_runtime_dir_falls_back_to_the_agents_and_says_why(make_clone:
 def test_debug_logging_keeps_the_worker_in_use(make_clone: Any, tmp_path: Path) -> None:
     """The worker's own log lines travel as frames: they are never taken for its replies (issue 15)."""
     a = make_clone("a")
+    known_store(a)
     a.run("lfs", "track", "*.bin")
     files = small_files(a, 3)
     commit_all(a, "data")

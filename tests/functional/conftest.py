@@ -20,6 +20,20 @@ from lfs_s3_agent.settings import Settings
 from lfs_s3_agent.store import S3Store
 
 BUCKET = "lfs-test"
+
+
+@pytest.fixture(autouse=True)
+def s3_behaviour(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stores here behave as S3 documents (If-None-Match answered before the body, checksums kept), so
+    sessions count only the requests of the transfer itself. In-process moto cannot say otherwise: no
+    HTTP is spoken. Tests marked ``probe`` run the real probe (``s3.capabilities``)."""
+    if request.node.get_closest_marker("probe") is None:
+        import time
+
+        from lfs_s3_agent.s3.capabilities import Capabilities
+
+        known = Capabilities(probed_at=time.time())
+        monkeypatch.setattr(S3Store, "capabilities", lambda self, **_: known)
 INIT_UP = {"event": "init", "operation": "upload", "remote": "origin", "concurrent": True,
            "concurrenttransfers": 8}
 INIT_DOWN = {**INIT_UP, "operation": "download"}

@@ -79,7 +79,7 @@ class Bodies:
         def read() -> bool:
             with self.ops_log.open("rb") as fh:  # type: ignore[union-attr]
                 fh.seek(self._mark)
-                entries[:] = [json.loads(line) for line in fh.read().splitlines() if line.strip()]
+                entries[:] = ops_entries(fh.read().decode("utf-8", "replace"))
             return any(sentinel in e.get("uri", "") for e in entries)
 
         wait_until(read, "RGW's ops log to record the requests")
@@ -90,6 +90,23 @@ class Bodies:
             if path.startswith(f"/{self.bucket}/") and sentinel not in path:
                 out.append((method, path[len(self.bucket) + 2:], int(e.get("bytes_received") or 0)))
         return out
+
+
+def ops_entries(text: str) -> list[dict[str, Any]]:
+    """RGW's ops log entries: JSON objects one after another (not always one per line), the last one perhaps
+    still being written (left for the next read)."""
+    decoder = json.JSONDecoder()
+    entries, at = [], 0
+    while True:
+        while at < len(text) and text[at] in " \t\r\n,[]":
+            at += 1
+        if at >= len(text):
+            return entries
+        try:
+            entry, at = decoder.raw_decode(text, at)
+        except json.JSONDecodeError:
+            return entries
+        entries.append(entry)
 
 
 @contextmanager

@@ -165,8 +165,9 @@ def run_serve(args: argparse.Namespace) -> int:
         from lfs_s3_agent.launcher import write_stamp
 
         def on_init() -> None:  # the next agents' launchers answer init without starting Python
-            socket, command = "", ""
+            socket, command, limit = "", "", None
             if relay is not None and wired is not None:
+                limit = relay.max_size
                 import shlex
 
                 from lfs_s3_agent import rendezvous
@@ -175,7 +176,7 @@ def run_serve(args: argparse.Namespace) -> int:
                     key = rendezvous.key_for(wired.resolved)
                     socket = str(rendezvous.socket_path(rendezvous.runtime_dir(), key))
                     command = shlex.join(["worker", "run", "--key", key, *_shared_worker_args(args)])
-            write_stamp(args.stamp, args.stamp_sig, validated_at, socket, args.stamp_margin, command)
+            write_stamp(args.stamp, args.stamp_sig, validated_at, socket, args.stamp_margin, command, limit)
 
     first_lines = tuple(line.encode() for line in (args.first_line,) if line)
     try:

@@ -12,10 +12,15 @@ runs is a sh script that:
   committed settings file). Anything else (no stamp, another signature, a source changed since)
   starts Python for the init, which validates, answers (code 32 on bad settings) and writes the stamp;
 - exits 0 on ``terminate`` or end of input without starting Python;
-- when the stamp's shared worker is not listening, starts it (``worker run``, the command the stamp
-  records) in the background right after the first ``{}``, so it warms up while git-lfs starts the
-  other agents; a marker directory makes that one start, and agents wait for it rather than start
-  another (``rendezvous.connect``);
+- when the stamp's shared worker is not listening and the first transfer request is for an object
+  the worker would take (up to the ``multipart_threshold`` the stamp records), starts it (``worker
+  run``, the command the stamp records) in the background just before it starts Python, so both
+  warm up at once; a marker directory makes that one start, and agents wait for it rather than
+  start another (``rendezvous.connect``). A session of large objects only never starts it: a cold
+  worker costs ~0.5 s of CPU (botocore, pydantic, the S3 client), which a 1 GiB download paid for
+  nothing when the worker was started at the first ``{}`` (measured: 0.47 s of 2.7 CPU s for
+  512 MiB). Waiting for the request costs a small transfer only the time git-lfs takes to start its
+  other agents (a few ms each);
 - ``exec``s Python at the first transfer request, handing it the init line it already answered and
   the request. Settings that changed in a way the stamp cannot see (an ``include.path`` file) are
   still checked there: every request then fails with code 32 and the reason.
@@ -124,31 +129,36 @@ stamp=$gd/{STAMP_NAME}
 global=${{GIT_CONFIG_GLOBAL:-$HOME/.gitconfig}}
 xdg=${{XDG_CONFIG_HOME:-$HOME/.config}}/git/config
 system=${{GIT_CONFIG_SYSTEM:-/etc/gitconfig}}
-sig="v1|$gd|$cd|$top|$*|{env_sig}|"
+sig="v2|$gd|$cd|$top|$*|{env_sig}|"
 for f in "$cd/config" "$gd/config.worktree" "$top/{settings.SETTINGS_FILE}" "$global" "$xdg" "$system"; do
   if [ -e "$f" ]; then sig="${{sig}}1"; else sig="${{sig}}0"; fi
 done
 slowinit() {{ exec "$py" -m lfs_s3_agent "$@" --stamp "$stamp" --stamp-sig "$sig" \\
   --stamp-margin {margin:g} --first-line "$init"; }}
 case $sig in *"$nl"*) slow "$@" ;; esac
-saved= sock= wcmd=
-[ -f "$stamp" ] && {{ IFS= read -r saved; IFS= read -r sock; IFS= read -r wcmd; }} < "$stamp"
+saved= sock= wcmd= limit=
+[ -f "$stamp" ] && {{ IFS= read -r saved; IFS= read -r sock; IFS= read -r wcmd; IFS= read -r limit; }} < "$stamp"
 [ "$saved" = "$sig" ] || slowinit "$@"
 for f in "$cd/config" "$gd/config.worktree" "$top/{settings.SETTINGS_FILE}" "$global" "$xdg" "$system"; do
   if [ "$f" -nt "$stamp" ]; then slowinit "$@"; fi
 done
 printf '{{}}\\n' || exit 0
-# No shared worker listening: start one now, in the background, while git-lfs starts the other agents
-# (the first of them to get here does it; the worker's start removes the marker).
-# (An asynchronous command of a non-interactive shell ignores SIGINT: a Ctrl-C stops git, not it.)
-if [ -n "$sock" ] && [ -n "$wcmd" ] && [ ! -S "$sock" ] && mkdir "$sock.starting" 2>/dev/null; then
-  ( eval "set -- $wcmd"; exec "$py" -m lfs_s3_agent "$@" </dev/null >/dev/null 2>>"${{sock%.sock}}.log" ) &
-fi
 while IFS= read -r line || [ -n "$line" ]; do
   case $line in
   *'"event":"terminate"'*) exit 0 ;;
   '') ;;
-  *) exec "$py" -m lfs_s3_agent "$@" --answered-init "$init" --first-line "$line" ;;
+  *)
+    # An object the shared worker takes and no worker listening: start one in the background while
+    # Python starts (the first agent to get here does it; the worker's start removes the marker).
+    # (An asynchronous command of a non-interactive shell ignores SIGINT: a Ctrl-C stops git, not it.)
+    size=${{line#*'"size":'}}
+    size=${{size# }}
+    size=${{size%%[!0-9]*}}
+    if [ -n "$size" ] && [ -n "$limit" ] && [ "$size" -le "$limit" ] 2>/dev/null && [ -n "$sock" ] \\
+        && [ -n "$wcmd" ] && [ ! -S "$sock" ] && mkdir "$sock.starting" 2>/dev/null; then
+      ( eval "set -- $wcmd"; exec "$py" -m lfs_s3_agent "$@" </dev/null >/dev/null 2>>"${{sock%.sock}}.log" ) &
+    fi
+    exec "$py" -m lfs_s3_agent "$@" --answered-init "$init" --first-line "$line" ;;
   esac
   line=
 done
@@ -200,16 +210,18 @@ def write_launcher(fallback_dir: Path | None = None, python: str | None = None) 
 
 
 def write_stamp(path: str, signature: str, validated_at: float, worker_socket: str = "",
-                margin: float = STAMP_MARGIN, worker_command: str = "") -> None:
+                margin: float = STAMP_MARGIN, worker_command: str = "", worker_limit: int | None = None) -> None:
     """Record that the settings the launcher described by ``signature`` were valid at ``validated_at``,
-    where their shared worker listens and how to start it (``lfs_s3_agent`` arguments, sh-quoted):
-    the launcher starts it early when it does not listen."""
+    where their shared worker listens, how to start it (``lfs_s3_agent`` arguments, sh-quoted) and
+    the largest object it takes (``worker_limit``, bytes): the launcher starts it early, at the first
+    request for such an object, when it does not listen."""
     if any("\n" in text for text in (signature, worker_socket, worker_command)):
         return
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    limit = "" if worker_limit is None else str(worker_limit)
     try:
-        tmp.write_text(f"{signature}\n{worker_socket}\n{worker_command}\n", encoding="utf-8")
+        tmp.write_text(f"{signature}\n{worker_socket}\n{worker_command}\n{limit}\n", encoding="utf-8")
         when = validated_at - margin
         os.utime(tmp, (when, when))
         os.replace(tmp, target)

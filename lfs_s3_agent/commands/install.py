@@ -7,7 +7,8 @@ remote's LFS URL (git-lfs's per-URL ``lfs.<url>.standalonetransferagent``), so o
 remotes keep their host's LFS. ``install --global --url PREFIX`` writes the same keys
 to ``~/.gitconfig``, scoped to URL prefixes: ``.lfsconfig`` cannot carry them (git-lfs
 ignores them there for safety), but the user's own config can, and then a plain
-``git clone`` of a repository that commits ``.lfs-s3-agent.toml`` needs no step.
+``git clone`` of a repository that commits ``.lfs-s3-agent.toml`` needs no step. Both point
+git-lfs at the sh launcher (``launcher.py``), which keeps its stamp in each clone's git dir.
 ``uninstall`` (``--global``) removes exactly what ``install`` (``--global``) wrote.
 """
 
@@ -368,9 +369,19 @@ def install_global(urls: list[str]) -> GlobalInstallReport:
         gitrepo.git("lfs", "install", "--skip-repo")
         gitrepo.set_config(GLOBAL_LFS_INSTALL_MARK, "true", scope="global")
         report.ran_lfs_install = True
+    # The same sh launcher a per-clone install uses: it finds the repository with git rev-parse and
+    # keeps its stamp in each clone's git dir, and ~/.gitconfig is one of the sources it dates the
+    # stamp against, so the first agent of a fresh clone validates its settings in Python (code 32 on
+    # bad ones) and the others answer init without starting Python.
+    try:
+        agent_path: Path | None = launcher.write_launcher()
+    except ConfigError as exc:  # no writable data directory: git-lfs runs Python itself (slower, not wrong)
+        agent_path = None
+        report.notes.append(f"{exc.message}; git-lfs will start Python for every agent (set XDG_DATA_HOME to a "
+                            "writable directory and run install --global again)")
     keys: dict[str, str] = {}
     for prefix in prefixes:
-        keys.update(agent_keys(prefix))
+        keys.update(agent_keys(prefix, agent_path))
     for key, value in keys.items():
         gitrepo.set_config(key, value, scope="global")
         report.written[key] = value

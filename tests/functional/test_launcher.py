@@ -98,17 +98,37 @@ def test_idle_agents_start_no_python_once_the_settings_are_validated(repo_dir: P
     assert len(starts(log)) == 1  # then answered by the launcher alone
 
 
+def worker_starts(log: Path) -> int:
+    return len([line for line in all_starts(log) if "-m lfs_s3_agent worker run" in line])
+
+
 def test_the_launcher_starts_the_shared_worker_early_once(repo_dir: Path, tmp_path: Path) -> None:
     python, log = counting_python(tmp_path)
     install(repo_dir, python)
     session(repo_dir, INIT + TERMINATE)  # validates and records where the worker listens
-    for _ in range(4):
+    for _ in range(3):
         session(repo_dir, INIT + TERMINATE)
+    assert worker_starts(log) == 0  # agents that get no request start nothing
+    replies, _ = session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE)  # a small object: the worker's
+    assert replies[1]["error"]["code"] == 40  # type: ignore[index]
     wait_until(lambda: len(rendezvous.workers(rendezvous.runtime_dir())) == 1, what="the early-started worker")
-    assert len([line for line in all_starts(log) if "-m lfs_s3_agent worker run" in line]) == 1
-    session(repo_dir, INIT + TERMINATE)  # it listens: nothing more to start
-    assert len([line for line in all_starts(log) if "-m lfs_s3_agent worker run" in line]) == 1
+    assert worker_starts(log) == 1
+    session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE)  # it listens: nothing more to start
+    assert worker_starts(log) == 1
     assert not list(rendezvous.runtime_dir().glob("*.starting"))
+
+
+def test_a_session_of_large_objects_starts_no_shared_worker(repo_dir: Path, tmp_path: Path) -> None:
+    python, log = counting_python(tmp_path)
+    install(repo_dir, python)
+    session(repo_dir, INIT + TERMINATE)
+    stamp_lines = (repo_dir / ".git" / launcher.STAMP_NAME).read_text().splitlines()
+    assert stamp_lines[3] == str(16 * 1024 * 1024)  # the largest object the worker takes
+    big = b'{"event":"download","oid":"zz","size":%d,"action":null}\n' % (16 * 1024 * 1024 + 1)
+    replies, _ = session(repo_dir, INIT + big + TERMINATE)
+    assert replies[1]["error"]["code"] == 40  # type: ignore[index]
+    assert worker_starts(log) == 0 and len(starts(log)) == 2
+    assert not rendezvous.workers(rendezvous.runtime_dir())
 
 
 def test_a_transfer_request_starts_python_with_the_answered_init(repo_dir: Path, tmp_path: Path) -> None:
@@ -192,5 +212,65 @@ def test_stamps_are_dated_by_what_the_shell_can_compare(tmp_path: Path) -> None:
     assert f"--stamp-margin {margin:g} " in path.read_text()
     stamp = tmp_path / "stamp"
     launcher.write_stamp(str(stamp), "sig", 1000.0, "/run/x.sock", margin)
-    assert stamp.read_text() == "sig\n/run/x.sock\n\n" and stamp.stat().st_mtime == 1000.0 - margin
+    assert stamp.read_text() == "sig\n/run/x.sock\n\n\n" and stamp.stat().st_mtime == 1000.0 - margin
     assert not launcher.shell_compares_nanoseconds(str(tmp_path / "no-such-shell"))
+
+
+def global_install(home_repo: Path, remote_prefix: Path, python: str) -> Path:
+    """``install --global`` for URLs under ``remote_prefix``, its launcher swapped for one that counts starts."""
+    proc = subprocess.run([sys.executable, "-m", "lfs_s3_agent", "install", "--global", "--url", str(remote_prefix)],
+                          cwd=home_repo, capture_output=True, text=True, check=True)
+    assert "note:" not in proc.stdout, proc.stdout
+
+    def global_config(key: str, value: str | None = None) -> str:
+        return subprocess.run(["git", "config", "--global", key, *([value] if value else [])], capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    path = global_config("lfs.customtransfer.lfs-s3-agent.path")
+    assert path == str(launcher.launcher_path()) and launcher.LAUNCHER_MARK in Path(path).read_text()
+    assert global_config("lfs.customtransfer.lfs-s3-agent.args") == "serve"
+    counting = Path.home() / "counting agent.sh"
+    counting.write_text(launcher.launcher_script(python))
+    counting.chmod(0o755)
+    global_config("lfs.customtransfer.lfs-s3-agent.path", str(counting))
+    return counting
+
+
+def test_a_global_install_runs_the_launcher_and_idle_agents_start_no_python(tmp_path: Path) -> None:
+    python, log = counting_python(tmp_path)
+    clone = tmp_path / "remotes" / "clone"
+    subprocess.run(["git", "init", "-q", str(clone)], check=True)
+    (clone / ".lfs-s3-agent.toml").write_text('bucket = "some-bucket"\nendpoint_url = "http://127.0.0.1:9"\n')
+    global_install(clone, tmp_path / "remotes", python)
+    settle(clone)
+    assert session(clone, INIT + TERMINATE)[0] == [{}]
+    assert len(starts(log)) == 1 and "--stamp" in starts(log)[0]  # the clone's first agent validates, in Python
+    assert (clone / ".git" / launcher.STAMP_NAME).is_file()
+    for _ in range(3):
+        assert session(clone, INIT + TERMINATE)[0] == [{}]
+    assert len(starts(log)) == 1  # then sh answers alone
+
+
+def test_a_global_install_still_fails_bad_settings_with_code_32(tmp_path: Path) -> None:
+    python, log = counting_python(tmp_path)
+    clone = tmp_path / "remotes" / "clone"
+    subprocess.run(["git", "init", "-q", str(clone)], check=True)
+    settings_file = clone / ".lfs-s3-agent.toml"
+    settings_file.write_text('bucket = "some-bucket"\nendpoint_url = "http://127.0.0.1:9"\n')
+    global_install(clone, tmp_path / "remotes", python)
+    settle(clone)
+    assert session(clone, INIT + TERMINATE)[0] == [{}]
+    settings_file.write_text('bucket = "s3://some-bucket"\n')  # a commit broke the committed settings
+    replies, _ = session(clone, INIT + TERMINATE)
+    assert replies[0]["error"]["code"] == 32 and "not a URL" in replies[0]["error"]["message"]  # type: ignore[index]
+    settings_file.write_text('bucket = "some-bucket"\nendpoint_url = "http://127.0.0.1:9"\n')
+    assert session(clone, INIT + TERMINATE)[0] == [{}]
+    subprocess.run(["git", "config", "--global", "lfs-s3-agent.region", "not a region"], check=True)
+    replies, _ = session(clone, INIT + TERMINATE)  # ~/.gitconfig changed after the stamp
+    assert replies[0]["error"]["code"] == 32 and "not a region" in replies[0]["error"]["message"]  # type: ignore[index]
+    # No settings file at all: the fix is named, at init.
+    settings_file.unlink()
+    subprocess.run(["git", "config", "--global", "--unset", "lfs-s3-agent.region"], check=True)
+    replies, _ = session(clone, INIT + TERMINATE)
+    assert replies[0]["error"]["code"] == 32 and ".lfs-s3-agent.toml" in replies[0]["error"]["message"]  # type: ignore[index]
+    assert len(starts(log)) == 5  # Python only to validate what changed, once each time

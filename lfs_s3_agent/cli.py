@@ -77,6 +77,12 @@ def add_json(parser: argparse.ArgumentParser, what: str = "the result") -> None:
     parser.add_argument("--json", action="store_true", help=f"print {what} as JSON")
 
 
+def add_no_verify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="do not read back server-side copies the store returned no SHA-256 for (Ceph RGW, copies "
+                             "over 5 GB): they are reported as unverified instead of costing a download each")
+
+
 def add_source_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("source bucket access (else git config lfs-s3-source.<bucket>.*)")
     group.add_argument("--no-sign-request", dest="unsigned", action="store_true", default=None,
@@ -437,6 +443,7 @@ def _copy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dest-region", metavar="REGION", help="the destination bucket's region")
     p.add_argument("--dest-endpoint-url", metavar="URL",
                    help="the destination's endpoint ('aws' for AWS itself when the source has a custom one)")
+    add_no_verify(p)
     add_json(p)
     add_setting_flags(p, UPLOADS)
 
@@ -450,7 +457,8 @@ def run_copy(args: argparse.Namespace) -> int:
     plain = not args.json and not sys.stderr.isatty()  # one line per object when there is no progress bar
     report = copy(args.destination, flags=setting_flags(args), dry_run=args.dry_run, jobs=args.jobs,
                   dest_profile=args.dest_profile, dest_region=args.dest_region,
-                  dest_endpoint_url=args.dest_endpoint_url, quiet=args.json, echo=echo if plain else None)
+                  dest_endpoint_url=args.dest_endpoint_url, quiet=args.json, echo=echo if plain else None,
+                  verify=args.verify)
     return emit(report, args.json)
 
 

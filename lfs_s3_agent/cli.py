@@ -90,13 +90,16 @@ def add_source_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--source-region", dest="region", metavar="REGION")
     group.add_argument("--source-endpoint-url", dest="endpoint_url", metavar="URL")
     group.add_argument("--source-profile", dest="profile", metavar="PROFILE")
+    group.add_argument("--request-payer", dest="request_payer", action="store_true", default=None,
+                       help="requester-pays bucket: every request says the requester pays, so your account is "
+                            "charged for requests and transfer (git config lfs-s3-source.<bucket>.request-payer true)")
     group.add_argument("--jobs", type=int, default=16, help="parallel requests (default 16)")
     add_json(parser)
 
 
 def source_flags(args: argparse.Namespace) -> dict[str, Any]:
     return {"region": args.region, "endpoint_url": args.endpoint_url, "profile": args.profile,
-            "unsigned": args.unsigned}
+            "unsigned": args.unsigned, "request_payer": args.request_payer}
 
 
 # -- the commands -----------------------------------------------------------------------------------

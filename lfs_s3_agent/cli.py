@@ -319,6 +319,26 @@ def run_link(args: argparse.Namespace) -> int:
                      force=args.force, source_flags=source_flags(args), jobs=args.jobs, quiet=args.json), args.json)
 
 
+def _import_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("patterns", nargs="+", metavar="S3_PATTERN", help="s3://bucket/key, prefix/ or glob, as for link")
+    p.add_argument("--to", required=True, help="directory (in this repository) for the files")
+    p.add_argument("--no-checkout", dest="checkout", action="store_false",
+                   help="write pointers only; with server-side copies no object bytes pass through this machine")
+    p.add_argument("--hash-missing", action="store_true",
+                   help="read objects that have no full-object SHA-256 checksum once to hash them")
+    p.add_argument("--force", action="store_true", help="replace existing files that are not LFS pointers")
+    add_no_verify(p)
+    add_source_flags(p)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from lfs_s3_agent.commands.imports import import_objects
+
+    return emit(import_objects(args.patterns, args.to, checkout=args.checkout, hash_missing=args.hash_missing,
+                               force=args.force, source_flags=source_flags(args), jobs=args.jobs, verify=args.verify,
+                               quiet=args.json), args.json)
+
+
 def _add_checksum_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("patterns", nargs="+", metavar="S3_PATTERN")
     p.add_argument("--dry-run", action="store_true", help="list what would change; write nothing")
@@ -546,6 +566,15 @@ COMMANDS: tuple[Command, ...] = (
              "lfs-s3-agent link status data --deep     # which linked files changed in their originals",
              "lfs-s3-agent link update data            # refresh records, re-link changed files"),
             _link_args, run_link),
+    Command("import", "copy S3 objects into the LFS store as ordinary LFS files",
+            "Copy the matched S3 objects into the LFS store under their oids and write their files under --to, as "
+            "link does, but with no link record: the dataset no longer depends on the originals. The oid comes from "
+            "S3's full-object SHA-256 checksum (or --hash-missing). Copies are server-side (CopyObject, "
+            "UploadPartCopy above 5 GB) when the originals are on the store's endpoint and its credentials may read "
+            "them, streamed through this machine otherwise; each copy is checked against its oid.",
+            ('lfs-s3-agent import "s3://survey/tiles/*.laz" --to data/tiles',
+             'lfs-s3-agent import "s3://open-data/dem/**/*.tif" --to dem --no-checkout --request-payer',
+             "lfs-s3-agent import s3://exports/2024/ --to exports --hash-missing --json"), _import_args, run_import),
     Command("add-checksum", "give S3 objects a full-object SHA-256 in place",
             "Copy each matched object onto itself with a SHA-256 checksum (metadata, content type and storage class "
             "kept; ACLs are NOT kept). Objects over 5 GB cannot be copied in place: use link --hash-missing for "

@@ -179,7 +179,9 @@ class FaultProxy:
             if key.lower() not in ("transfer-encoding", "connection", "content-length") and not (
                     strip and key.lower().startswith("x-amz-checksum-")):
                 h.send_header(key, value)
-        h.send_header("Content-Length", str(len(data)))
+        # A HEAD's Content-Length is the object's size, not the (empty) body's.
+        length_sent = resp.getheader("Content-Length", "0") if h.command == "HEAD" else str(len(data))
+        h.send_header("Content-Length", length_sent)
         h.end_headers()
         if h.command == "HEAD":
             return

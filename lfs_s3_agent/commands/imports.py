@@ -18,6 +18,7 @@ An object that fails is reported and gets no file; the others go on.
 from __future__ import annotations
 
 import os
+import shlex
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -127,7 +128,8 @@ class ImportReport:
             lines.append("the failed objects got no file; run the same command again for them (what is in the store "
                          "is not copied again)")
         if self.paths:
-            lines.append("next: git add .gitattributes " + self.to + " && git commit -m 'import data' && git push")
+            lines.append("next: git add .gitattributes " + shlex.quote(self.to) + " && git commit -m 'import data' && "
+                         "git push")
         return lines
 
 
@@ -197,7 +199,7 @@ class _Importer:
             read = s3copy.read_back(client, bucket=s.bucket, key=key, size=item.size, max_attempts=s.max_attempts)
         verified = s3copy.checked(result, oid, read=read, where=f"{item.url} (copied to s3://{s.bucket}/{key})",
                                   discard=s3copy.discarder(client, s.bucket, key),
-                                  fix="the original is not the object its checksum says; check it")
+                                  fix="the original's bytes are not what its checksum (or an earlier read) said")
         if verified == "read":
             self.count(item.size)
         self.ensure_local(item)  # checked by S3's SHA-256: the checkout still needs the bytes

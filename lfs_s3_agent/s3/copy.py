@@ -74,16 +74,16 @@ class CopyResult:
 
 
 def server_copy(client: S3Client, source: CopySource, *, bucket: str, key: str, size: int, args: dict[str, Any],
-                part_size: int, concurrency: int, extra: dict[str, Any] | None = None) -> CopyResult:
+                part_size: int, concurrency: int) -> CopyResult:
     """Copy ``source`` to ``bucket``/``key`` with the destination's ``client``; ``args`` are the new object's
-    (content type, metadata, encryption, storage class). ``extra`` goes on every request (``RequestPayer``)."""
-    extra = extra or {}
+    (content type, metadata, encryption, storage class). A requester-pays source needs a client that says the
+    requester pays (``ClientSpec.request_payer``): the copy reads the source."""
     if size > SERVER_COPY_LIMIT:
-        _multipart_copy(client, source, bucket=bucket, key=key, size=size, args=args, extra=extra,
+        _multipart_copy(client, source, bucket=bucket, key=key, size=size, args=args,
                         part_size=max(part_size, COPY_PART_SIZE), concurrency=concurrency)
         return CopyResult("server-side multipart", None, None)  # a composite at best: never the object's SHA-256
     resp = client.copy_object(Bucket=bucket, Key=key, CopySource=source.arg(), MetadataDirective="REPLACE",
-                              ChecksumAlgorithm="SHA256", **source.pin(), **args, **extra)
+                              ChecksumAlgorithm="SHA256", **source.pin(), **args)
     result = resp.get("CopyObjectResult", {})
     got = result.get("ChecksumSHA256")
     composite = got is not None and ("-" in got or result.get("ChecksumType") == "COMPOSITE")
@@ -91,19 +91,19 @@ def server_copy(client: S3Client, source: CopySource, *, bucket: str, key: str, 
 
 
 def _multipart_copy(client: S3Client, source: CopySource, *, bucket: str, key: str, size: int, args: dict[str, Any],
-                    extra: dict[str, Any], part_size: int, concurrency: int) -> None:
+                    part_size: int, concurrency: int) -> None:
     plan = PartPlan.make(size, part_size, concurrency)
     pin = source.pin()
     if not pin and not source.version_id:  # pin the parts to one version of an unpinned source
-        head = client.head_object(Bucket=source.bucket, Key=source.key, **extra)
+        head = client.head_object(Bucket=source.bucket, Key=source.key)
         pin = {"CopySourceIfMatch": head["ETag"]}
-    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256", **args,
-                                               **extra)["UploadId"]
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256",
+                                               **args)["UploadId"]
 
     def part(number: int, offset: int, length: int) -> dict[str, Any]:
         resp = client.upload_part_copy(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
                                        CopySource=source.arg(), CopySourceRange=f"bytes={offset}-{offset + length - 1}",
-                                       **pin, **extra)
+                                       **pin)
         result = resp["CopyPartResult"]
         done = {"PartNumber": number, "ETag": result["ETag"]}
         if result.get("ChecksumSHA256"):
@@ -113,11 +113,10 @@ def _multipart_copy(client: S3Client, source: CopySource, *, bucket: str, key: s
     try:
         with ThreadPoolExecutor(plan.concurrency, thread_name_prefix="copy-part") as pool:
             parts = list(pool.map(lambda p: part(*p), plan.parts()))
-        client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts},
-                                         **extra)
+        client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
     except BaseException:
         with contextlib.suppress(Exception):  # best effort: gc aborts stale uploads
-            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, **extra)
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         raise
 
 
@@ -149,12 +148,10 @@ def checked(result: CopyResult, oid: str, *, read: Callable[[], str] | None, whe
                          + (f": {fix}" if fix else ""))
 
 
-def read_back(client: S3Client, *, bucket: str, key: str, size: int, max_attempts: int,
-              extra: dict[str, Any] | None = None) -> Callable[[], str]:
+def read_back(client: S3Client, *, bucket: str, key: str, size: int, max_attempts: int) -> Callable[[], str]:
     """A verification read of a copy: stream it through SHA-256, keeping nothing (bounded memory)."""
     def read() -> str:
-        return hash_object(client, bucket=bucket, key=key, size=size, attempts=Attempts(max_attempts),
-                           extra=extra or {})
+        return hash_object(client, bucket=bucket, key=key, size=size, attempts=Attempts(max_attempts), extra={})
 
     return read
 

@@ -4,18 +4,20 @@ moto accepts a bucket's request-payment setting but does not enforce it, so the 
 the fault proxy (tests/faultproxy.py) with its requester-pays rule: as S3 does, it answers 403 AccessDenied
 to every request for (or copy from) the bucket that does not carry ``x-amz-request-payer: requester``, and
 counts the requests that did. The originals have no checksums (linked and imported with --hash-missing), so
-this runs on stores that keep none too.
+the link and import tests run on stores that keep none too.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import Git, commit_all, expected_key, new_bucket, sha256
+from tests.e2e.conftest import RGW_NO_CHECKSUMS, Git, commit_all, expected_key, new_bucket, sha256
 from tests.e2e.test_linked import MakeClone, local_record, pointer, put, store_record
 from tests.faultproxy import FaultProxy
 from tests.s3server import MotoServer
@@ -93,3 +95,20 @@ def test_import_from_a_requester_pays_source_copies_server_side_saying_who_pays(
     got = s3.client().get_object(Bucket=bucket, Key=expected_key("repo", sha256(data)))["Body"].read()
     assert got == data
     assert (a.path / "dem/b.tif").read_bytes() == pointer(data)
+
+
+@RGW_NO_CHECKSUMS
+def test_add_checksum_on_a_requester_pays_bucket_pays_for_its_copies(
+        make_clone: MakeClone, s3: MotoServer, source: str, paid: FaultProxy) -> None:
+    data = os.urandom(3000)
+    put(s3, source, "dem/c.tif", data, checksum=False)
+    a = make_clone("a")
+    args = (f"s3://{source}/dem/", "--source-endpoint-url", paid.endpoint)
+    refused = a.agent("add-checksum", *args, check=False)
+    assert refused.returncode == 1 and "--request-payer" in refused.stderr
+    assert s3.client().head_object(Bucket=source, Key="dem/c.tif", ChecksumMode="ENABLED").get("ChecksumSHA256") is None
+
+    done = a.agent("add-checksum", *args, "--request-payer")
+    assert f"added SHA-256: s3://{source}/dem/c.tif" in done.stdout
+    head = s3.client().head_object(Bucket=source, Key="dem/c.tif", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(data).digest()).decode()

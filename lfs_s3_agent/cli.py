@@ -77,6 +77,12 @@ def add_json(parser: argparse.ArgumentParser, what: str = "the result") -> None:
     parser.add_argument("--json", action="store_true", help=f"print {what} as JSON")
 
 
+def add_no_verify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="do not read back server-side copies the store returned no SHA-256 for (Ceph RGW, copies "
+                             "over 5 GB): they are reported as unverified instead of costing a download each")
+
+
 def add_source_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("source bucket access (else git config lfs-s3-source.<bucket>.*)")
     group.add_argument("--no-sign-request", dest="unsigned", action="store_true", default=None,
@@ -84,13 +90,16 @@ def add_source_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--source-region", dest="region", metavar="REGION")
     group.add_argument("--source-endpoint-url", dest="endpoint_url", metavar="URL")
     group.add_argument("--source-profile", dest="profile", metavar="PROFILE")
+    group.add_argument("--request-payer", dest="request_payer", action="store_true", default=None,
+                       help="requester-pays bucket: every request says the requester pays, so your account is "
+                            "charged for requests and transfer (git config lfs-s3-source.<bucket>.request-payer true)")
     group.add_argument("--jobs", type=int, default=16, help="parallel requests (default 16)")
     add_json(parser)
 
 
 def source_flags(args: argparse.Namespace) -> dict[str, Any]:
     return {"region": args.region, "endpoint_url": args.endpoint_url, "profile": args.profile,
-            "unsigned": args.unsigned}
+            "unsigned": args.unsigned, "request_payer": args.request_payer}
 
 
 # -- the commands -----------------------------------------------------------------------------------
@@ -311,6 +320,26 @@ def run_link(args: argparse.Namespace) -> int:
                      force=args.force, source_flags=source_flags(args), jobs=args.jobs, quiet=args.json), args.json)
 
 
+def _import_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("patterns", nargs="+", metavar="S3_PATTERN", help="s3://bucket/key, prefix/ or glob, as for link")
+    p.add_argument("--to", required=True, help="directory (in this repository) for the files")
+    p.add_argument("--no-checkout", dest="checkout", action="store_false",
+                   help="write pointers only; with server-side copies no object bytes pass through this machine")
+    p.add_argument("--hash-missing", action="store_true",
+                   help="read objects that have no full-object SHA-256 checksum once to hash them")
+    p.add_argument("--force", action="store_true", help="replace existing files that are not LFS pointers")
+    add_no_verify(p)
+    add_source_flags(p)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from lfs_s3_agent.commands.imports import import_objects
+
+    return emit(import_objects(args.patterns, args.to, checkout=args.checkout, hash_missing=args.hash_missing,
+                               force=args.force, source_flags=source_flags(args), jobs=args.jobs, verify=args.verify,
+                               quiet=args.json), args.json)
+
+
 def _add_checksum_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("patterns", nargs="+", metavar="S3_PATTERN")
     p.add_argument("--dry-run", action="store_true", help="list what would change; write nothing")
@@ -438,6 +467,7 @@ def _copy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dest-region", metavar="REGION", help="the destination bucket's region")
     p.add_argument("--dest-endpoint-url", metavar="URL",
                    help="the destination's endpoint ('aws' for AWS itself when the source has a custom one)")
+    add_no_verify(p)
     add_json(p)
     add_setting_flags(p, UPLOADS)
 
@@ -451,7 +481,8 @@ def run_copy(args: argparse.Namespace) -> int:
     plain = not args.json and not sys.stderr.isatty()  # one line per object when there is no progress bar
     report = copy(args.destination, flags=setting_flags(args), dry_run=args.dry_run, jobs=args.jobs,
                   dest_profile=args.dest_profile, dest_region=args.dest_region,
-                  dest_endpoint_url=args.dest_endpoint_url, quiet=args.json, echo=echo if plain else None)
+                  dest_endpoint_url=args.dest_endpoint_url, quiet=args.json, echo=echo if plain else None,
+                  verify=args.verify)
     return emit(report, args.json)
 
 
@@ -536,6 +567,15 @@ COMMANDS: tuple[Command, ...] = (
              "lfs-s3-agent link status data --deep     # which linked files changed in their originals",
              "lfs-s3-agent link update data            # refresh records, re-link changed files"),
             _link_args, run_link),
+    Command("import", "copy S3 objects into the LFS store as ordinary LFS files",
+            "Copy the matched S3 objects into the LFS store under their oids and write their files under --to, as "
+            "link does, but with no link record: the dataset no longer depends on the originals. The oid comes from "
+            "S3's full-object SHA-256 checksum (or --hash-missing). Copies are server-side (CopyObject, "
+            "UploadPartCopy above 5 GB) when the originals are on the store's endpoint and its credentials may read "
+            "them, streamed through this machine otherwise; each copy is checked against its oid.",
+            ('lfs-s3-agent import "s3://survey/tiles/*.laz" --to data/tiles',
+             'lfs-s3-agent import "s3://open-data/dem/**/*.tif" --to dem --no-checkout --request-payer',
+             "lfs-s3-agent import s3://exports/2024/ --to exports --hash-missing --json"), _import_args, run_import),
     Command("add-checksum", "give S3 objects a full-object SHA-256 in place",
             "Copy each matched object onto itself with a SHA-256 checksum (metadata, content type and storage class "
             "kept; ACLs are NOT kept). Objects over 5 GB cannot be copied in place: use link --hash-missing for "

@@ -230,22 +230,23 @@ def write_stamp(path: str, signature: str, validated_at: float, worker_socket: s
 
 
 def hook_script(python: str | None = None) -> str:
-    """The pre-push hook: git-lfs's own unless this clone has link records (then ``lfs-s3-agent pre-push``)."""
+    """The pre-push hook: git-lfs's own unless this clone has link records or objects imported without their bytes
+    (then ``lfs-s3-agent pre-push``)."""
     py = sh_quote(python or sys.executable)
     return (
         "#!/bin/sh\n"
         f"{HOOK_MARK}: runs git-lfs's pre-push, letting linked files that were never downloaded through.\n"
         "command -v git-lfs >/dev/null 2>&1 || { printf >&2 \"\\n%s\\n\\n\" \"This repository is configured "
         "for Git LFS but 'git-lfs' was not found on your path.\"; exit 2; }\n"
-        "# Python only when this clone has link records, or the committed settings file sets what only the user\n"
-        "# may set (its warning must show in git push's output); otherwise this is git-lfs's own hook.\n"
+        "# Python only when this clone has link records or imported objects, or the committed settings file\n"
+        "# sets what only the user may set (its warning must show in git push's output); otherwise this is\n"
+        "# git-lfs's own hook.\n"
         "grep -Eqs '^[[:space:]]*(profile|ca_bundle|tls_verify)[[:space:]]*=' .lfs-s3-agent.toml && "
         f"exec {py} -m lfs_s3_agent pre-push \"$@\"\n"
         "if [ -z \"${GIT_DIR-}${GIT_COMMON_DIR-}\" ] && [ -d .git ]; then links=.git/lfs-s3-agent/links\n"
         "else links=$(git rev-parse --path-format=absolute --git-common-dir)/lfs-s3-agent/links; fi\n"
-        "for f in \"$links\"/*.json; do\n"
+        "for f in \"$links\"/*.json \"${links%/links}\"/imported/*; do\n"
         f"  [ -e \"$f\" ] && exec {py} -m lfs_s3_agent pre-push \"$@\"\n"
-        "  break\n"
         "done\n"
         "exec git lfs pre-push \"$@\"\n"
     )

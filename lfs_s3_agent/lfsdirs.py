@@ -63,10 +63,15 @@ class LfsDirs:
 
 
 def new_temp(tmp_dir: Path, oid: str) -> tuple[int, str]:
-    """A new temporary file in ``tmp_dir`` (fd, path); ``LocalFileError`` (41) if none can be made."""
+    """A new temporary file in ``tmp_dir`` (fd, path); ``LocalFileError`` (41) if none can be made.
+
+    Only the hex digits of ``oid`` go into the name: callers may hold an oid not yet validated (the relay
+    opens the file before the worker checks the request), and a ``/`` or ``..`` must never shape a path.
+    """
+    label = "".join(c for c in oid[:12] if c in "0123456789abcdef")
     try:
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, path = tempfile.mkstemp(dir=tmp_dir, prefix=f"{TMP_PREFIX}{oid[:12]}-")
+        fd, path = tempfile.mkstemp(dir=tmp_dir, prefix=f"{TMP_PREFIX}{label}-")
     except OSError as exc:
         raise LocalFileError(f"cannot create a temporary file in {tmp_dir}: {exc.strerror}") from None
     return fd, path

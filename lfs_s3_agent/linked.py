@@ -118,6 +118,12 @@ class SourceClients:
         host that only a record named (``StoreError`` code 51 names the command that trusts it).
         """
         configured = settings_mod.source_settings(record.bucket, cwd=cwd)  # flags aside: git config, env
+        if record.request_payer and not configured.request_payer:
+            key = settings_mod.source_git_key(record.bucket, "request_payer")
+            raise StoreError(
+                f"the linked original of {record.oid} ({record.url}) is in a requester-pays bucket: fetching it "
+                "charges your AWS account for the requests and the data transfer, so nothing was requested. To pay "
+                f"for it from this clone, run `git config {key} true`", code=Code.LINK_BROKEN)
         hinted = record.endpoint_url
         if hinted and not configured.endpoint_url and not self.trusts(hinted):
             raise StoreError(
@@ -273,12 +279,16 @@ class LinkedStore:
         if record.size != size:
             raise StoreError(f"link record for {record.oid} says {record.size} bytes, the pointer {size}: "
                              "relink the file", code=Code.LINK_BROKEN)
-        _, client = self.sources.for_record(record, cwd)
+        source, client = self.sources.for_record(record, cwd)
         try:
             return fetch(client, bucket=record.bucket, key=record.key, size=size, sink=sink, progress=progress,
                          knobs=Knobs.of(self.settings), version_id=record.version_id,
                          etag=None if record.version_id else record.etag, expect=record.oid)
         except AgentError as err:
+            if err.code == Code.ACCESS_DENIED and not source.request_payer:
+                from lfs_s3_agent.s3.errors import requester_pays_hint
+
+                raise requester_pays_hint(err, record.bucket, flag=False) from None
             if err.code == Code.ARCHIVED:  # an original in an archive class: its restore is requested once
                 from lfs_s3_agent.s3.restore import restore_on_read
 

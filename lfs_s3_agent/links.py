@@ -2,7 +2,8 @@
 
 A *link record* says where a linked object's bytes live: bucket, key, version id (when the
 bucket is versioned), ETag and size, plus hints for reaching the source (region, endpoint,
-unsigned access); never credentials. Records come from this clone
+unsigned access) and whether it is requester-pays (which a clone must opt in to: it is charged);
+never credentials. Records come from this clone
 (``<git common dir>/lfs-s3-agent/links/<oid>.json``) and from the shared store
 (``<prefix>/links/<oid[0:2]>/<oid[2:4]>/<oid>.json``), so they are untrusted input: every
 field is checked (``LinkRecord`` is a pydantic model) before any request is made for it.
@@ -29,7 +30,9 @@ _ENDPOINT = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?
 
 
 class LinkRecord(BaseModel):
-    """``{oid, size, bucket, key, version_id, etag, region, endpoint_url, unsigned}``; frozen, strict."""
+    """``{oid, size, bucket, key, version_id, etag, region, endpoint_url, unsigned[, request_payer]}``; frozen,
+    strict. ``request_payer`` is written only when true, so records of other buckets stay as older agents wrote
+    (and read) them."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -42,6 +45,9 @@ class LinkRecord(BaseModel):
     region: Annotated[StrictStr, Field(pattern=r"^[a-z0-9-]{2,40}$")] | None = None
     endpoint_url: StrictStr | None = None
     unsigned: StrictBool = False
+    #: the original is in a requester-pays bucket: a clone fetches it only once its user opted in to pay
+    #: (git config lfs-s3-source.<bucket>.request-payer true); never a hint that applies by itself
+    request_payer: StrictBool = False
 
     @field_validator("bucket")
     @classmethod
@@ -76,7 +82,10 @@ class LinkRecord(BaseModel):
         return {"region": self.region, "endpoint_url": self.endpoint_url, "unsigned": self.unsigned}
 
     def to_json(self) -> bytes:
-        return json.dumps({"version": 1, **self.model_dump()}, sort_keys=True, indent=1).encode("utf-8") + b"\n"
+        fields = self.model_dump()
+        if not fields["request_payer"]:
+            del fields["request_payer"]  # what older agents wrote, and all that they accept
+        return json.dumps({"version": 1, **fields}, sort_keys=True, indent=1).encode("utf-8") + b"\n"
 
     @classmethod
     def from_json(cls, data: bytes, *, where: str) -> LinkRecord:

@@ -493,12 +493,21 @@ class SourceSettings:
                                        example="https://minio.example.com:9000")
     profile: str | None = setting("AWS profile for the source", check=_check_text, example="data")
     unsigned: bool = setting("send unsigned requests (public data)", False, check=truthy)
+    request_payer: bool = setting("the bucket is requester-pays: every request says the requester pays "
+                                  "(x-amz-request-payer: requester), so your account is charged for requests and "
+                                  "transfer", False, check=truthy)
 
 
 SOURCE_FIELDS = specs(SourceSettings)
 #: git config ``lfs-s3-source.<bucket>.<name>`` names of the source settings
 SOURCE_GIT_NAMES = {"region": "region", "endpoint-url": "endpoint_url", "profile": "profile",
-                    "no-sign-request": "unsigned"}
+                    "no-sign-request": "unsigned", "request-payer": "request_payer"}
+
+
+def source_git_key(bucket: str, name: str) -> str:
+    """The git config key of one source setting: ``lfs-s3-source.<bucket>.<git name>``."""
+    git_name = next(g for g, n in SOURCE_GIT_NAMES.items() if n == name)
+    return f"{SOURCE_SECTION}.{bucket}.{git_name}"
 
 
 def source_settings(bucket: str, *, flags: Mapping[str, Any] | None = None, hints: Mapping[str, Any] | None = None,

@@ -4,7 +4,9 @@ Each ``Fault`` matches requests by method and a regex on the path (query include
 for its first ``times`` matches, does one thing wrong: answers with an S3 error status
 (500, 503 SlowDown, 403), resets the connection while the request or the response body
 is in flight, truncates or corrupts the response body, or stalls past the client's
-read timeout. Everything else is forwarded unchanged. Only 127.0.0.1 is used.
+read timeout, or (``strip-checksums``) forwards the request and removes every ``x-amz-checksum-*``
+header and ``<Checksum...>`` element from the answer, as a store that keeps no checksums (Ceph
+RGW 16) answers. Everything else is forwarded unchanged. Only 127.0.0.1 is used.
 
 ``behaviours`` make the proxy act, for every request, as other stores are reported to (issue 13):
 
@@ -20,6 +22,11 @@ read timeout. Everything else is forwarded unchanged. Only 127.0.0.1 is used.
   Continue`` first); upstream must not check signatures (moto).
 
 ``received`` records (method, path, body bytes) of every request that reached the proxy's handler.
+
+Rules that make the server behave like AWS where moto does not: ``requester_pays`` buckets answer
+403 AccessDenied to any request (or copy from them) that does not carry ``x-amz-request-payer:
+requester``, as S3 does for a requester-pays bucket (moto accepts the bucket setting and ignores
+it); ``paid`` and ``refused_unpaid`` count the requests to them that said so and those refused.
 """
 
 from __future__ import annotations
@@ -32,9 +39,10 @@ import struct
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-KINDS = ("status", "reset-request", "reset-response", "truncate", "corrupt", "stall")
+KINDS = ("status", "reset-request", "reset-response", "truncate", "corrupt", "stall", "strip-checksums")
+_CHECKSUM_ELEMENT = re.compile(rb"<Checksum(?:SHA256|SHA1|CRC32C?|CRC64NVME|Type)>[^<]*</Checksum[A-Za-z0-9]*>")
 BEHAVIOURS = ("reject-checksum-headers", "require-delete-md5", "strip-sse", "ignore-if-none-match",
               "early-precondition")
 
@@ -69,6 +77,9 @@ class FaultProxy:
     behaviours: set[str] = field(default_factory=set)
     received: list[tuple[str, str, int]] = field(default_factory=list)
     refused: list[tuple[str, str, str]] = field(default_factory=list)  #: (method, path, code) refused by a behaviour
+    requester_pays: set[str] = field(default_factory=set)  #: buckets that refuse requests not paid by the requester
+    paid: int = 0  #: requests to requester-pays buckets that said the requester pays
+    refused_unpaid: int = 0  #: requests to requester-pays buckets refused (no x-amz-request-payer)
 
     def __post_init__(self) -> None:
         unknown = set(self.behaviours) - set(BEHAVIOURS)
@@ -166,10 +177,28 @@ class FaultProxy:
                 and "Content-MD5" not in h.headers):
             return 400, "MissingContentMD5", "Missing required header for this request: Content-MD5"
         return None
+    def _unpaid(self, h: BaseHTTPRequestHandler) -> bool:
+        """Is this a request to (or a copy from) a requester-pays bucket that does not say the requester pays?"""
+        buckets = {unquote(urlsplit(h.path).path).lstrip("/").split("/")[0]}
+        copy_source = h.headers.get("x-amz-copy-source")
+        if copy_source:
+            buckets.add(unquote(copy_source).lstrip("/").split("/")[0])
+        if not buckets & self.requester_pays:
+            return False
+        paying = h.headers.get("x-amz-request-payer", "").lower() == "requester"
+        with self._lock:
+            if paying:
+                self.paid += 1
+            else:
+                self.refused_unpaid += 1
+        return not paying
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
-        fault = self._pick(h.command, h.path)
         length = int(h.headers.get("Content-Length") or 0)
+        if self._unpaid(h):  # answered as S3 does, once the body is read below
+            fault: Fault | None = Fault("status", h.command, status=403, code="AccessDenied")
+        else:
+            fault = self._pick(h.command, h.path)
         if fault is not None and fault.kind == "reset-request":
             h.rfile.read(min(length, max(1, length // 2)))  # take half the body, then cut the line
             _reset(h.connection)
@@ -206,9 +235,13 @@ class FaultProxy:
             data = bytearray(data)
             data[len(data) // 2] ^= 0xFF
             data = bytes(data)
+        strip = fault is not None and fault.kind == "strip-checksums"
+        if strip and resp.getheader("Content-Type", "").endswith("xml"):
+            data = _CHECKSUM_ELEMENT.sub(b"", data)
         h.send_response(resp.status, resp.reason)
         for key, value in resp.getheaders():
             if key.lower() not in ("transfer-encoding", "connection", "content-length") and not (
+                    strip and key.lower().startswith("x-amz-checksum-")) and not (
                     "strip-sse" in self.behaviours and key.lower() == "x-amz-server-side-encryption"):
                 h.send_header(key, value)
         # A HEAD's answer has no body, but its Content-Length is the object's size.

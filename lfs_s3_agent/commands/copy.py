@@ -5,9 +5,11 @@ relative key under the destination prefix; foreign keys are not. Per object, the
 cheapest way that works is used:
 
 - server-side ``CopyObject`` (objects up to 5 GB) or ``UploadPartCopy`` (larger ones), with
-  the destination's credentials, when both sides are on the same endpoint. S3 computes a
-  SHA-256 of the copy, which is checked against the oid. An ``AccessDenied`` (the
-  destination's credentials cannot read the source) switches the rest of the run to:
+  the destination's credentials, when both sides are on the same endpoint (``s3.copy``). S3
+  computes a SHA-256 of the copy, which is checked against the oid; a copy without one (a
+  store that keeps no checksums, a multipart copy) is read back and hashed, or, with
+  ``verify=False``, reported as unverified. An ``AccessDenied`` (the destination's credentials
+  cannot read the source) switches the rest of the run to:
 - a streamed copy through this machine: read with the source's credentials, written with
   the destination's, never more than one part per object in memory; the bytes are hashed on
   the way and must match the oid before the object is completed at the destination.
@@ -30,11 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lfs_s3_agent import settings
-from lfs_s3_agent.commands.common import Context, Cwd, open_store
+from lfs_s3_agent.commands.common import Context, Cwd, open_store, plural
 from lfs_s3_agent.console import Progress, human_bytes
 from lfs_s3_agent.errors import AgentError, Code, ConfigError, IntegrityError
 from lfs_s3_agent.links import full_object_sha256
 from lfs_s3_agent.progress import ProgressReporter
+from lfs_s3_agent.s3 import copy as s3copy
 from lfs_s3_agent.s3.client import ClientSpec, S3Client, make_client
 from lfs_s3_agent.s3.keys import b64sha256, checksum_of
 from lfs_s3_agent.s3.listing import Entry, Foreign, list_store
@@ -44,10 +47,7 @@ from lfs_s3_agent.s3glob import parse_s3_url
 from lfs_s3_agent.settings import Settings
 from lfs_s3_agent.store import S3Store
 
-SERVER_COPY_LIMIT = 5 * 1000**3  #: CopyObject's largest source; above it, UploadPartCopy
-COPY_PART_SIZE = 512 << 20  #: part size of a server-side multipart copy (no bytes pass through here)
 _FATAL = (Code.CREDENTIALS, Code.NO_SUCH_BUCKET)
-_NO_SERVER_COPY = {"NotImplemented", "XAmzContentSHA256Mismatch"}
 
 
 def parse_destination(url: str) -> tuple[str, str]:
@@ -71,6 +71,7 @@ class Item:
     dest_key: str
     how: str = ""  #: "server-side", "server-side multipart", "streamed", "skipped" or "" (not done)
     error: str = ""
+    verified: str = ""  #: how the copy was checked (``s3.copy.VERIFIED_BY``) or "unverified"
 
 
 @dataclass
@@ -92,6 +93,11 @@ class CopyReport:
         return not self.failed and not self.not_attempted
 
     @property
+    def unverified(self) -> list[Item]:
+        """Copies whose bytes nothing checked (a server-side copy without a SHA-256, with ``--no-verify``)."""
+        return [i for i in self.copied if i.verified == s3copy.UNVERIFIED]
+
+    @property
     def exit_status(self) -> int:
         return 0 if self.ok else 1
 
@@ -99,6 +105,8 @@ class CopyReport:
         def item(i: Item) -> dict[str, Any]:
             out: dict[str, Any] = {"key": i.entry.key, "dest_key": i.dest_key, "kind": i.entry.kind,
                                    "bytes": i.entry.stored_bytes, "how": i.how}
+            if i.verified:
+                out["verified"] = i.verified
             if i.error:
                 out["error"] = i.error
             return out
@@ -108,6 +116,7 @@ class CopyReport:
                 "failed": [item(i) for i in self.failed], "not_attempted": [item(i) for i in self.not_attempted],
                 "archived": [item(i) for i in self.archived],
                 "copied_bytes": sum(i.entry.stored_bytes for i in self.copied),
+                "unverified": [i.dest_key for i in self.unverified],
                 "foreign_keys": [f.key for f in self.foreign], "fallback": self.fallback, "ok": self.ok,
                 "install_command": self.install_command}
 
@@ -124,7 +133,8 @@ class CopyReport:
             lines.append(f"ARCHIVED {i.entry.key}: skipped (not readable until restored)")
         verb = "would copy" if self.dry_run else "copied"
         server = sum(1 for i in self.copied if i.how.startswith("server-side"))
-        how = "" if self.dry_run else f" ({server} server-side, {len(self.copied) - server} streamed)"
+        how = "" if self.dry_run else (f" ({server} server-side, {len(self.copied) - server} streamed; "
+                                       f"{verification(self.copied)})")
         lines.append(f"{self.source} -> {self.destination}: {verb} {len(self.copied)} keys "
                      f"({human_bytes(sum(i.entry.stored_bytes for i in self.copied))}){how}, "
                      f"{len(self.skipped)} already there, {len(self.failed)} failed"
@@ -135,6 +145,10 @@ class CopyReport:
                          "`lfs-s3-agent restore --all`, then this command again when they are restored")
         if self.foreign:
             lines.append(f"foreign keys under the source prefix, not copied: {len(self.foreign)}")
+        if self.unverified:
+            lines.append(f"{plural(len(self.unverified), 'copy')} could not be checked: the store returned no SHA-256 "
+                         "for them and --no-verify skipped reading them back; run the copy again without --no-verify, "
+                         "or `lfs-s3-agent verify --all --deep` against the destination")
         if not self.ok:
             lines.append("run the same command again to copy the rest (what is there is skipped)")
         elif not self.dry_run:
@@ -144,7 +158,7 @@ class CopyReport:
 
 class _Copier:
     def __init__(self, ctx: Context, dest: S3Store, src_client: S3Client, dest_client: S3Client, server_side: bool,
-                 echo: Callable[[str], None] | None) -> None:
+                 echo: Callable[[str], None] | None, verify: bool = True) -> None:
         self.ctx = ctx
         self.src = ctx.store.settings
         self.dest = dest
@@ -152,6 +166,7 @@ class _Copier:
         self.src_client = src_client
         self.dest_client = dest_client
         self.server_side = server_side
+        self.verify = verify
         self.fallback = ""
         self.echo = echo
         self.lock = threading.Lock()
@@ -185,7 +200,7 @@ class _Copier:
                 item.how = self.server_copy(item)
                 return
             except AgentError as err:
-                if err.code != Code.ACCESS_DENIED and err.s3_code not in _NO_SERVER_COPY:
+                if err.code != Code.ACCESS_DENIED and err.s3_code not in s3copy.NO_SERVER_COPY:
                     raise
                 with self.lock:
                     if self.server_side:
@@ -193,6 +208,7 @@ class _Copier:
                         self.fallback = (f"server-side copy was refused ({err.message}); copying through this "
                                          "machine instead (read with the source's credentials)")
         item.how = self.streamed_copy(item)
+        item.verified = "hashed"  # every byte hashed on the way, and sent with its SHA-256
 
     def _args(self, e: Entry) -> dict[str, Any]:
         if e.kind == "linked":
@@ -201,51 +217,40 @@ class _Copier:
 
     def server_copy(self, item: Item) -> str:
         e = item.entry
-        source = {"Bucket": self.src.bucket, "Key": e.key}
-        if e.stored_bytes > SERVER_COPY_LIMIT:
-            self.server_multipart(item, source)
-            return "server-side multipart"
-        pin = {"CopySourceIfMatch": e.etag} if e.etag else {}
-        resp = self.dest_client.copy_object(Bucket=self.d.bucket, Key=item.dest_key, CopySource=source,
-                                            MetadataDirective="REPLACE", ChecksumAlgorithm="SHA256",
-                                            **pin, **self._args(e))
-        got = resp.get("CopyObjectResult", {}).get("ChecksumSHA256")
-        if e.kind == "stored" and got and got != checksum_of(e.oid):
-            self._discard(item.dest_key)
-            raise IntegrityError(f"s3://{self.src.bucket}/{e.key}: the source's bytes do not hash to its oid (S3 "
-                                 "computed another SHA-256 while copying); the copy was removed: run "
-                                 "`lfs-s3-agent verify --all --deep` on the source")
-        return "server-side"
+        if e.kind == "stored" and e.stored_bytes > s3copy.SERVER_COPY_LIMIT:
+            head = self.src_client.head_object(Bucket=self.src.bucket, Key=e.key)
+            recorded = head.get("Metadata", {}).get("sha256")
+            if recorded and recorded != e.oid:
+                raise IntegrityError(f"s3://{self.src.bucket}/{e.key} is recorded as another oid ({recorded}); not "
+                                     "copied: run `lfs-s3-agent verify --all` on the source")
+        source = s3copy.CopySource(self.src.bucket, e.key, etag=e.etag or None)
+        result = s3copy.server_copy(self.dest_client, source, bucket=self.d.bucket, key=item.dest_key,
+                                    size=e.stored_bytes, args=self._args(e), part_size=self.d.part_size,
+                                    concurrency=self.d.concurrency)
+        item.verified = self.check(item, result)
+        return result.how
 
-    def server_multipart(self, item: Item, source: dict[str, str]) -> None:
+    def check(self, item: Item, result: s3copy.CopyResult) -> str:
+        """How the copy is known to be right (see ``s3.copy.checked``); a bad copy is removed and raises."""
         e = item.entry
-        plan = PartPlan.make(e.stored_bytes, max(self.d.part_size, COPY_PART_SIZE), self.d.concurrency)
-        head = self.src_client.head_object(Bucket=self.src.bucket, Key=e.key)
-        recorded = head.get("Metadata", {}).get("sha256")
-        if recorded and recorded != e.oid:
-            raise IntegrityError(f"s3://{self.src.bucket}/{e.key} is recorded as another oid ({recorded}); not "
-                                 "copied: run `lfs-s3-agent verify --all` on the source")
-        upload_id = self.dest_client.create_multipart_upload(
-            Bucket=self.d.bucket, Key=item.dest_key, ChecksumAlgorithm="SHA256", **self._args(e))["UploadId"]
-
-        def part(number: int, offset: int, length: int) -> dict[str, Any]:
-            resp = self.dest_client.upload_part_copy(
-                Bucket=self.d.bucket, Key=item.dest_key, UploadId=upload_id, PartNumber=number, CopySource=source,
-                CopySourceRange=f"bytes={offset}-{offset + length - 1}", CopySourceIfMatch=head["ETag"])
-            result = resp["CopyPartResult"]
-            done = {"PartNumber": number, "ETag": result["ETag"]}
-            if result.get("ChecksumSHA256"):
-                done["ChecksumSHA256"] = result["ChecksumSHA256"]
-            return done
-
-        try:
-            with ThreadPoolExecutor(plan.concurrency, thread_name_prefix="copy-part") as pool:
-                parts = list(pool.map(lambda p: part(*p), plan.parts()))
-            self.dest_client.complete_multipart_upload(Bucket=self.d.bucket, Key=item.dest_key, UploadId=upload_id,
-                                                       MultipartUpload={"Parts": parts})
-        except BaseException:
-            self._abort(item.dest_key, upload_id)
-            raise
+        discard = s3copy.discarder(self.dest_client, self.d.bucket, item.dest_key)
+        if e.kind == "linked":  # a small JSON record: the same MD5 ETag, else both read and compared
+            if e.etag and result.etag == e.etag:
+                return "etag"
+            if not self.verify:
+                return s3copy.UNVERIFIED
+            mine = self.src_client.get_object(Bucket=self.src.bucket, Key=e.key)["Body"].read()
+            theirs = self.dest_client.get_object(Bucket=self.d.bucket, Key=item.dest_key)["Body"].read()
+            if mine != theirs:
+                discard()
+                raise IntegrityError(f"s3://{self.src.bucket}/{e.key}: the copied link record differs from the "
+                                     "original; the copy was removed")
+            return "read"
+        read = s3copy.read_back(self.dest_client, bucket=self.d.bucket, key=item.dest_key, size=e.stored_bytes,
+                                max_attempts=self.d.max_attempts) if self.verify else None
+        return s3copy.checked(result, e.oid, read=read, discard=discard,
+                              where=f"s3://{self.src.bucket}/{e.key} (copied to {self.dest_url(item.dest_key)})",
+                              fix="run `lfs-s3-agent verify --all --deep` on the source")
 
     def streamed_copy(self, item: Item) -> str:
         e = item.entry
@@ -315,13 +320,20 @@ class _Copier:
         with contextlib.suppress(Exception):  # best effort: gc at the destination aborts stale uploads
             self.dest_client.abort_multipart_upload(Bucket=self.d.bucket, Key=key, UploadId=upload_id)
 
-    def _discard(self, key: str) -> None:
-        with contextlib.suppress(Exception):  # the integrity error itself is reported
-            self.dest_client.delete_object(Bucket=self.d.bucket, Key=key)
-
 
 def _noop(_a: int, _b: int) -> None:
     pass
+
+
+def verification(items: list[Any]) -> str:
+    """``3 verified by S3's SHA-256, 1 by reading it back, 2 hashed on the way, 1 unverified`` (counts that apply)."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.verified] = counts.get(item.verified, 0) + 1
+    words = {"checksum": "verified by S3's SHA-256", "read": "by reading the copy back", "hashed": "hashed on the way",
+             "etag": "by ETag", s3copy.UNVERIFIED: "UNVERIFIED"}
+    parts = [f"{counts[k]} {words[k]}" for k in (*s3copy.VERIFIED_BY, s3copy.UNVERIFIED) if counts.get(k)]
+    return ", ".join(parts) or "none to check"
 
 
 def _same_place(a: Settings, b: Settings) -> bool:
@@ -368,6 +380,7 @@ def install_command(src: Settings, dest: Settings, saved_in_file: bool) -> str:
 
 
 def copy(destination: str, *, flags: Mapping[str, Any] | None = None, dry_run: bool = False, jobs: int = 8,
+         verify: bool = True,
          dest_profile: str | None = None, dest_region: str | None = None, dest_endpoint_url: str | None = None,
          cwd: Cwd = None, quiet: bool = False, echo: Callable[[str], None] | None = None) -> CopyReport:
     """Copy every object and link record of the store to ``s3://bucket/prefix``; see the module doc."""
@@ -389,7 +402,7 @@ def copy(destination: str, *, flags: Mapping[str, Any] | None = None, dry_run: b
                                                         ctx.wired.resolved.sources.get("bucket") ==
                                                         settings.SETTINGS_FILE))
     same_endpoint = (src.endpoint_url or "") == (dest_values.endpoint_url or "")
-    copier = _Copier(ctx, dest, src_client, dest_client, same_endpoint, echo)
+    copier = _Copier(ctx, dest, src_client, dest_client, same_endpoint, echo, verify=verify)
     if not same_endpoint:
         copier.fallback = "the destination is on another endpoint: copying through this machine"
 

@@ -27,16 +27,16 @@ from typing import Any
 from lfs_s3_agent import gitrepo, settings
 from lfs_s3_agent.commands.common import plural
 from lfs_s3_agent.console import Progress, human_bytes
-from lfs_s3_agent.errors import AgentError, Code, ConfigError, IntegrityError, LocalFileError
+from lfs_s3_agent.errors import AgentError, Code, ConfigError, LocalFileError
 from lfs_s3_agent.lfsdirs import LfsDirs, download_into_objects
 from lfs_s3_agent.linked import LocalLinks, SourceClients, local_links_dir
 from lfs_s3_agent.links import LinkRecord, full_object_sha256
 from lfs_s3_agent.pointer import MAX_POINTER_SIZE, Pointer
 from lfs_s3_agent.progress import ProgressReporter
 from lfs_s3_agent.s3.client import S3Client
-from lfs_s3_agent.s3.errors import translate
+from lfs_s3_agent.s3.errors import requester_pays_hint, translate
 from lfs_s3_agent.s3.retry import Attempts
-from lfs_s3_agent.s3.transfer import Knobs, fetch, paginate, stream_download
+from lfs_s3_agent.s3.transfer import Knobs, fetch, hash_object, paginate
 from lfs_s3_agent.s3glob import S3Pattern
 from lfs_s3_agent.settings import SourceSettings, source_settings
 
@@ -81,7 +81,8 @@ class Sources:
         self.store = store
         self.knobs = Knobs.of(store)
         self.cwd = cwd
-        self.clients = SourceClients(store, pool=max(10, jobs))
+        self.requests: dict[str, int] = {}  #: requests made to source buckets, by operation
+        self.clients = SourceClients(store, self.requests, pool=max(10, jobs))
         self._sources: dict[str, SourceSettings] = {}
 
     def get(self, bucket: str) -> tuple[SourceSettings, S3Client]:
@@ -105,6 +106,8 @@ class Sources:
                 words += [flag, str(self.given[name])]
         if self.given.get("unsigned"):
             words.append("--no-sign-request")
+        if self.given.get("request_payer"):
+            words.append("--request-payer")
         return words
 
     def translate(self, bucket: str, key: str | None = None) -> Callable[[BaseException], AgentError]:
@@ -112,14 +115,17 @@ class Sources:
 
         def tr(exc: BaseException) -> AgentError:
             err = translate(exc, bucket=bucket, key=key, endpoint=source.endpoint_url)
+            if err.code == Code.ACCESS_DENIED and not source.request_payer:
+                err = requester_pays_hint(err, bucket)
             if err.code not in (Code.CREDENTIALS, Code.ACCESS_DENIED, Code.NO_SUCH_BUCKET, Code.NETWORK,
                                 Code.TIMEOUT, Code.S3_ERROR):
                 return err
             where = source.endpoint_url or "AWS" + (f" ({source.region})" if source.region else "")
             hint = (f"; source bucket {bucket} was reached at {where}"
-                    f"{' without signing' if source.unsigned else ''}: set --source-endpoint-url (aws for AWS), "
-                    f"--source-region, --source-profile or --no-sign-request, or git config "
-                    f"lfs-s3-source.{bucket}.endpoint-url (also .region, .profile, .no-sign-request)")
+                    f"{' without signing' if source.unsigned else ''}"
+                    f"{' as requester-pays' if source.request_payer else ''}: set --source-endpoint-url (aws for "
+                    f"AWS), --source-region, --source-profile, --no-sign-request or --request-payer, or git config "
+                    f"lfs-s3-source.{bucket}.endpoint-url (also .region, .profile, .no-sign-request, .request-payer)")
             if err.code == Code.CREDENTIALS and not source.unsigned:
                 hint = "; for a public bucket, pass --no-sign-request" + hint
             return AgentError(err.message + hint, code=err.code, s3_code=err.s3_code, status=err.status,
@@ -200,14 +206,16 @@ def head_all(items: list[Source], sources: Sources, jobs: int, quiet: bool = Fal
             pass
 
 
-def _remedies(missing: list[Source], patterns: list[str], flags: list[str]) -> str:
+def _remedies(missing: list[Source], patterns: list[str], flags: list[str], command: str = "link") -> str:
     shown = "\n".join(f"  {s.url}: {s.why}" for s in missing[:20])
     more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
     quoted = shlex.join([*patterns, *flags])
     return (f"{len(missing)} object(s) have no full-object SHA-256 checksum, so their oid cannot be read "
             f"from S3:\n{shown}{more}\nEither:\n"
-            f"  lfs-s3-agent add-checksum {quoted}   # adds SHA-256 checksums in place (writes to the bucket)\n"
-            f"or add --hash-missing to this command     # reads those objects once to hash them; writes nothing")
+            f"  lfs-s3-agent add-checksum {quoted}   # adds SHA-256 checksums in place (writes to the bucket), "
+            f"then run `lfs-s3-agent {command}` again\n"
+            f"or add --hash-missing to this command     # reads those objects once to hash them; writes nothing to "
+            f"their bucket")
 
 
 @dataclass
@@ -244,12 +252,31 @@ class LinkReport:
         return lines
 
 
-def link(patterns: list[str], to: str, *, checkout: bool = True, hash_missing: bool = False, force: bool = False,
-         source_flags: Mapping[str, Any] | None = None, jobs: int = 16, cwd: str | os.PathLike[str] | None = None,
-         quiet: bool = False) -> LinkReport:
+@dataclass
+class Plan:
+    """What ``link`` and ``import`` share before any byte moves: the matched objects (HEADed, oids read from
+    their checksums where they have one), the file each one becomes, and this clone's paths."""
+
+    patterns: list[str]
+    to: str
+    toplevel: Path
+    dest_dir: Path
+    repo: gitrepo.RepoPaths
+    sources: Sources
+    items: list[Source]
+    missing: list[Source]  #: no full-object SHA-256: hashed by reading them (--hash-missing)
+    targets: dict[Path, Source]
+    unchanged: set[Path]  #: files that already hold their object's content
+    storage: Path  #: git-lfs's storage directory
+
+
+def plan(patterns: list[str], to: str, *, command: str, hash_missing: bool, force: bool,
+         source_flags: Mapping[str, Any] | None, jobs: int, cwd: str | os.PathLike[str] | None,
+         quiet: bool) -> Plan:
+    """Expand the patterns, HEAD every match and decide where each file goes; nothing is written yet."""
     repo = gitrepo.repo_paths(cwd)
     if repo.toplevel is None:
-        raise ConfigError("link needs a working tree (this is a bare repository)")
+        raise ConfigError(f"{command} needs a working tree (this is a bare repository)")
     toplevel = repo.toplevel.resolve()
     dest_dir = (Path(cwd or os.getcwd()) / to).resolve()
     if dest_dir != toplevel and toplevel not in dest_dir.parents:
@@ -259,7 +286,7 @@ def link(patterns: list[str], to: str, *, checkout: bool = True, hash_missing: b
     head_all(items, sources, jobs, quiet=quiet)
     missing = [s for s in items if s.oid is None]
     if missing and not hash_missing:
-        raise LinkError(_remedies(missing, patterns, sources.flag_words()))
+        raise LinkError(_remedies(missing, patterns, sources.flag_words(), command))
 
     targets: dict[Path, Source] = {}
     for item in items:
@@ -271,41 +298,34 @@ def link(patterns: list[str], to: str, *, checkout: bool = True, hash_missing: b
             raise LinkError(f"{item.url} and {targets[path].url} would both be written to {path}")
         targets[path] = item
     unchanged = _refuse_overwrites(targets, force)
-
     storage = LfsDirs.of(repo, _lfs_storage(cwd)).root
-    report = LinkReport()
-    if missing:
-        report.hashed = len(missing)
-        report.bytes_downloaded += _hash_missing(missing, sources, storage if checkout else None, jobs, quiet)
+    return Plan(patterns, to, toplevel, dest_dir, repo, sources, items, missing, targets, unchanged, storage)
 
-    links = LocalLinks(local_links_dir(repo.common_dir))
-    for item in items:
-        source, _ = sources.get(item.pattern.bucket)
-        assert item.oid is not None
-        links.put(LinkRecord(oid=item.oid, size=item.size, bucket=item.pattern.bucket, key=item.key,
-                             version_id=item.version_id, etag=item.etag, region=source.region,
-                             endpoint_url=source.endpoint_url, unsigned=source.unsigned))
-    trust_flagged_endpoints(source_flags or {}, {item.pattern.bucket for item in items}, cwd)
 
-    if checkout:
-        report.bytes_downloaded += _fetch_objects([s for s in items if s not in missing], sources, storage, jobs,
-                                                  quiet)
-    for path, item in targets.items():
+def place(p: Plan, *, checkout: bool, cwd: str | os.PathLike[str] | None,
+          skip: set[str] | None = None) -> tuple[list[str], str | None, str | None]:
+    """Write each file (its content from lfs/objects with ``checkout``, else its pointer), atomically, except
+    the objects in ``skip``; make git-lfs track them. (paths, the .gitattributes line added, a note about the
+    pre-push hook when pointers without local bytes need ours and it could not be put in place)."""
+    paths = []
+    written = []
+    for path, item in p.targets.items():
         assert item.oid is not None
-        report.paths.append(str(path.relative_to(toplevel)))
-        if path in unchanged:
+        if skip and item.oid in skip:
+            continue
+        written.append(path)
+        paths.append(str(path.relative_to(p.toplevel)))
+        if path in p.unchanged:
             continue  # already this object's content: linked before
         path.parent.mkdir(parents=True, exist_ok=True)
         if checkout:
-            _copy_atomic(object_path(storage, item.oid), path)
+            _copy_atomic(object_path(p.storage, item.oid), path)
         else:
             _write_atomic(path, Pointer(item.oid, item.size).encode())
-    report.linked = len(items)
-    report.to = to
-    report.bytes_referenced = sum(s.size for s in items)
-    report.gitattributes = ensure_lfs_tracked(toplevel, dest_dir, list(targets), cwd=cwd)
-    refresh_index(toplevel, list(targets))
-    if not checkout:
+    gitattributes = ensure_lfs_tracked(p.toplevel, p.dest_dir, written, cwd=cwd)
+    refresh_index(p.toplevel, written)
+    hook_note = None
+    if not checkout and written:
         # Pointers without local bytes need our pre-push step. `install` puts it in place, but a clone
         # configured only by `install --global` has git-lfs's stock hook: put ours there now.
         from lfs_s3_agent.commands import prepush
@@ -313,20 +333,57 @@ def link(patterns: list[str], to: str, *, checkout: bool = True, hash_missing: b
 
         hook, outcome = prepush.install_hook(cwd)
         if outcome == "custom":
-            report.hook_note = custom_hook_note(hook)
+            hook_note = custom_hook_note(hook)
+    return paths, gitattributes, hook_note
+
+
+def link(patterns: list[str], to: str, *, checkout: bool = True, hash_missing: bool = False, force: bool = False,
+         source_flags: Mapping[str, Any] | None = None, jobs: int = 16, cwd: str | os.PathLike[str] | None = None,
+         quiet: bool = False) -> LinkReport:
+    """Link S3 objects as LFS files under ``to``: pointers and link records, bytes checked out unless not asked."""
+    p = plan(patterns, to, command="link", hash_missing=hash_missing, force=force, source_flags=source_flags,
+             jobs=jobs, cwd=cwd, quiet=quiet)
+    items, missing, sources, storage = p.items, p.missing, p.sources, p.storage
+    report = LinkReport()
+    if missing:
+        report.hashed = len(missing)
+        report.bytes_downloaded += _hash_missing(missing, sources, storage if checkout else None, jobs, quiet)
+
+    links = LocalLinks(local_links_dir(p.repo.common_dir))
+    for item in items:
+        source, _ = sources.get(item.pattern.bucket)
+        assert item.oid is not None
+        links.put(LinkRecord(oid=item.oid, size=item.size, bucket=item.pattern.bucket, key=item.key,
+                             version_id=item.version_id, etag=item.etag, region=source.region,
+                             endpoint_url=source.endpoint_url, unsigned=source.unsigned,
+                             request_payer=source.request_payer))
+    trust_flagged_endpoints(source_flags or {}, {item.pattern.bucket for item in items}, cwd)
+
+    if checkout:
+        report.bytes_downloaded += _fetch_objects([s for s in items if s not in missing], sources, storage, jobs,
+                                                  quiet)
+    report.paths, report.gitattributes, report.hook_note = place(p, checkout=checkout, cwd=cwd)
+    report.linked = len(items)
+    report.to = to
+    report.bytes_referenced = sum(s.size for s in items)
     return report
 
 
 def trust_flagged_endpoints(flags: Mapping[str, Any], buckets: set[str], cwd: str | os.PathLike[str] | None) -> None:
     """``--source-endpoint-url`` is the user naming a source's endpoint: this clone keeps trusting it for those
-    buckets (git config ``lfs-s3-source.<bucket>.endpoint-url``), as its later pulls of the records need."""
-    if not flags.get("endpoint_url"):
-        return
-    endpoint = settings.FIELDS_BY_NAME["endpoint_url"].normalize(flags["endpoint_url"])
+    buckets (git config ``lfs-s3-source.<bucket>.endpoint-url``), as its later pulls of the records need.
+    ``--request-payer`` is the user agreeing to pay for those buckets: this clone keeps that too
+    (``lfs-s3-source.<bucket>.request-payer``), so its own pulls and checkouts of them work."""
+    remembered = []
+    if flags.get("endpoint_url"):
+        remembered.append(("endpoint_url", settings.FIELDS_BY_NAME["endpoint_url"].normalize(flags["endpoint_url"])))
+    if flags.get("request_payer"):
+        remembered.append(("request_payer", "true"))
     for bucket in sorted(buckets):
-        key = f"{settings.SOURCE_SECTION}.{bucket}.endpoint-url"
-        if not gitrepo.read_config(rf"^{re.escape(key)}$", cwd=cwd):
-            gitrepo.set_config(key, endpoint, cwd=cwd)
+        for name, value in remembered:
+            key = settings.source_git_key(bucket, name)
+            if not gitrepo.read_config(rf"^{re.escape(key)}$", cwd=cwd):
+                gitrepo.set_config(key, value, cwd=cwd)
 
 
 def refresh_index(toplevel: Path, paths: list[Path]) -> None:
@@ -415,32 +472,13 @@ def _hash_missing(items: list[Source], sources: Sources, storage: Path | None, j
     return sum(s.size for s in items)
 
 
-class _HashSink:
-    """A write-only sink that hashes and discards (bounded memory, nothing stored)."""
-
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.hash.update(data)
-        self.size += len(data)
-        return len(data)
-
-
 def _hash_stream(client: S3Client, item: Source, sources: Sources, version_id: str | None, etag: str | None) -> str:
-    sink = _HashSink()
     try:
-        digest = stream_download(client, bucket=item.pattern.bucket, key=item.key, size=item.size,
-                                 sink=sink,  # type: ignore[arg-type]
-                                 progress=ProgressReporter(item.size, lambda a, b: None),
-                                 attempts=Attempts(sources.knobs.max_attempts),
-                                 extra={"VersionId": version_id} if version_id else {}, etag=etag)
+        return hash_object(client, bucket=item.pattern.bucket, key=item.key, size=item.size,
+                           attempts=Attempts(sources.knobs.max_attempts),
+                           extra={"VersionId": version_id} if version_id else {}, etag=etag)
     except AgentError as err:
         raise sources.translate(item.pattern.bucket, item.key)(err) from None
-    if sink.size != item.size:
-        raise IntegrityError(f"{item.url}: read {sink.size} bytes, expected {item.size}")
-    return digest
 
 
 def _fetch_objects(items: list[Source], sources: Sources, storage: Path, jobs: int, quiet: bool) -> int:

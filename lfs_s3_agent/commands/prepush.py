@@ -4,7 +4,9 @@ git-lfs refuses to push a commit whose LFS objects are not in the local store, b
 any transfer agent is asked. A pointer made by ``link --no-checkout`` has no local bytes
 on purpose: its bytes stay in the original. So, when every missing object of this push is
 a linked object, we record their links in the LFS store first and then run git-lfs's own
-pre-push with ``lfs.allowincompletepush`` for this one push. Any other missing object
+pre-push with ``lfs.allowincompletepush`` for this one push. The same holds for objects that
+``import --no-checkout`` copied into the store without keeping them here (``imported_dir``
+marks them): they are let through once the store is seen to hold them. Any other missing object
 makes us run the stock pre-push unchanged, which stops the push as it always did: the
 setting is never turned on for the repository.
 """
@@ -25,7 +27,20 @@ from lfs_s3_agent.links import LinkRecord
 from lfs_s3_agent.pointer import Pointer
 
 ZERO = "0" * 40
-__all__ = ["HOOK_MARK", "hook_script", "install_hook", "pre_push", "remove_hook"]
+__all__ = ["HOOK_MARK", "hook_script", "imported_dir", "install_hook", "mark_imported", "pre_push", "remove_hook"]
+
+
+def imported_dir(common_dir: Path) -> Path:
+    """Where ``import --no-checkout`` marks the objects it put in the store without keeping them here."""
+    return common_dir / "lfs-s3-agent" / "imported"
+
+
+def mark_imported(common_dir: Path, oids: set[str]) -> None:
+    """Mark objects the store holds but this clone does not (an empty file per oid): the hook asks Python then."""
+    directory = imported_dir(common_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    for oid in oids:
+        (directory / oid).touch()
 
 
 def pushed_revisions(stdin: bytes) -> list[str]:
@@ -57,8 +72,10 @@ def pre_push(remote: str, url: str, stdin: bytes, cwd: str | os.PathLike[str] | 
             print(f"lfs-s3-agent: warning: {warning}", file=sys.stderr)
     repo = gitrepo.repo_paths(cwd)
     links = LocalLinks(local_links_dir(repo.common_dir))
+    imported = imported_dir(repo.common_dir)
     extra: list[str] = []
-    if links.any() and wired is not None:  # only repositories that link pay for the check
+    has_imported = imported.is_dir() and any(imported.iterdir())
+    if (links.any() or has_imported) and wired is not None:  # only repositories that link or import pay for it
         dirs = wired.dirs
         assert dirs is not None
         pushed = referenced_pointers(pushed_revisions(stdin), remote, cwd)
@@ -71,18 +88,27 @@ def pre_push(remote: str, url: str, stdin: bytes, cwd: str | os.PathLike[str] | 
                       f"with this clone's ({record.describe()})", file=sys.stderr)
         missing = [p for p in pushed if not dirs.has(p.oid)]
         records: list[LinkRecord] = []
+        stored: list[Pointer] = []
         for pointer in missing:
             record = linked.get(pointer.oid)
-            if record is None:
-                records = []
+            if record is not None:
+                records.append(record)
+            elif (imported / pointer.oid).exists() and wired.s3_store().stat(pointer.oid) == pointer.size:
+                stored.append(pointer)
+            else:
+                records, stored = [], []
                 break
-            records.append(record)
-        if records:
+        if records or stored:
             for record in records:
                 store_records.put(record)
-            print(f"lfs-s3-agent: {len(records)} linked object(s) in this push were never downloaded here; their "
-                  "links are recorded in the LFS store, so git-lfs's notice about missing objects below is "
-                  "expected.", file=sys.stderr)
+            if records:
+                print(f"lfs-s3-agent: {len(records)} linked object(s) in this push were never downloaded here; "
+                      "their links are recorded in the LFS store, so git-lfs's notice about missing objects below "
+                      "is expected.", file=sys.stderr)
+            if stored:
+                print(f"lfs-s3-agent: {len(stored)} imported object(s) in this push are in the LFS store but not "
+                      "here (import --no-checkout), so git-lfs's notice about missing objects below is expected.",
+                      file=sys.stderr)
             extra = ["-c", "lfs.allowincompletepush=true"]
     proc = subprocess.run(["git", *extra, "lfs", "pre-push", remote, url], input=stdin, cwd=cwd, check=False)
     return proc.returncode

@@ -77,6 +77,7 @@ class ClientSpec:
     max_attempts: int = 5
     timeout: int = 60
     pool: int = 10
+    request_payer: bool = False  #: every request carries RequestPayer=requester (requester-pays buckets)
 
     @classmethod
     def for_store(cls, s: Settings, *, pool: int | None = None) -> ClientSpec:
@@ -96,7 +97,8 @@ class ClientSpec:
                    profile=None if source.unsigned else source.profile, unsigned=source.unsigned,
                    checksums=store.checksums, ca_bundle=store.ca_bundle if same_endpoint else None,
                    tls_verify=store.tls_verify != "false" if same_endpoint else True,
-                   max_attempts=store.max_attempts, timeout=store.timeout, pool=pool)
+                   max_attempts=store.max_attempts, timeout=store.timeout, pool=pool,
+                   request_payer=source.request_payer)
 
     def with_(self, **changes: Any) -> ClientSpec:
         return replace(self, **changes)
@@ -158,7 +160,15 @@ def make_client(spec: ClientSpec, *, counter: dict[str, int] | None = None) -> S
             counter[model.name] = counter.get(model.name, 0) + 1
 
         raw.meta.events.register("before-call.s3.*", count)
+    if spec.request_payer:
+        raw.meta.events.register("before-parameter-build.s3.*", _requester_pays)
     return client
+
+
+def _requester_pays(params: dict[str, Any], model: Any, **_: Any) -> None:
+    """Say the requester pays on every operation that can say it (a requester-pays bucket answers 403 otherwise)."""
+    if "RequestPayer" in model.input_shape.members:
+        params.setdefault("RequestPayer", "requester")
 
 
 class S3Client:

@@ -6,7 +6,8 @@ error code (``s3_code``), the HTTP ``status`` and whether another attempt may su
 own code raised inside botocore (a request body that fails its SHA-256 while it is being sent)
 comes back out as itself (``client.S3Client.call`` asks the body): it is not a network error
 and is never retried.
-A HEAD answered 403 is never "absent" (see ``store.S3Store``).
+A HEAD answered 403 is never "absent" (see ``store.S3Store``). ``requester_pays_hint`` adds to an
+access-denied answer from a source bucket read without ``RequestPayer`` that it may be requester-pays.
 """
 
 from __future__ import annotations
@@ -42,6 +43,23 @@ _CHECKSUM_UNSUPPORTED = re.compile(r"(unsupported|not supported|not implemented|
 _REQUEST_ERROR_CODES = {"InvalidArgument", "InvalidRequest", "NotImplemented", "BadRequest", "400", "501"}
 _TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "500", "503",
                     "RequestTimeTooSkewed", "Throttling", "ThrottlingException", "RequestLimitExceeded"}
+
+
+def requester_pays_hint(err: AgentError, bucket: str, *, flag: bool = True) -> AgentError:
+    """An access-denied error from a bucket read without ``RequestPayer``, saying it may be requester-pays.
+
+    S3 answers a request to a requester-pays bucket that does not say the requester pays with 403
+    AccessDenied, like a missing permission: the two cannot be told apart from the answer, so this is a
+    possibility named with its fix, not a diagnosis. ``flag``: the command takes ``--request-payer``.
+    """
+    if err.code != Code.ACCESS_DENIED:
+        return err
+    how = "pass --request-payer, or run" if flag else "opt in to pay with"
+    return StoreError(f"{err.message}; or, if s3://{bucket} is a requester-pays bucket (common for public datasets; "
+                      "S3 then refuses requests that do not say the requester pays), "
+                      f"{how} `git config lfs-s3-source.{bucket}.request-payer true` (your account pays for the "
+                      "requests and the data transfer)", code=err.code, s3_code=err.s3_code, status=err.status,
+                      transient=err.transient, bucket_region=err.bucket_region)
 
 
 def translate(exc: BaseException, *, bucket: str, key: str | None = None, endpoint: str | None = None) -> AgentError:

@@ -485,6 +485,35 @@ def _chunks_into(readinto: Callable[[memoryview], int], buffer: memoryview) -> I
             return
 
 
+class HashSink:
+    """A write-only sink that hashes and counts what it is given, keeping nothing (bounded memory)."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+def hash_object(client: Reader, *, bucket: str, key: str, size: int, attempts: Attempts, extra: dict[str, Any],
+                etag: str | None = None) -> str:
+    """Stream an object once through SHA-256 and return the digest; ``IntegrityError`` if it is not ``size`` bytes.
+
+    Nothing is stored: this is how an oid is learnt without a checksum (``--hash-missing``) and how a
+    copy is read back to be verified.
+    """
+    sink = HashSink()
+    digest = stream_download(client, bucket=bucket, key=key, size=size, sink=sink,  # type: ignore[arg-type]
+                             progress=ProgressReporter(size, lambda a, b: None), attempts=attempts, extra=extra,
+                             etag=etag)
+    if sink.size != size:
+        raise IntegrityError(f"s3://{bucket}/{key}: read {sink.size} bytes, expected {size}")
+    return digest
+
+
 def ranged_download(client: Reader, *, bucket: str, key: str, fd: int, plan: PartPlan,
                     progress: ProgressReporter, max_attempts: int, extra: dict[str, Any] | None = None,
                     etag: str | None = None, attempts: Attempts | None = None) -> str:

@@ -15,6 +15,7 @@ from botocore.awsrequest import AWSResponse
 from lfs_s3_agent.cli import main
 from lfs_s3_agent.commands import copy as copying
 from lfs_s3_agent.errors import ConfigError
+from lfs_s3_agent.s3 import copy as s3copy
 from lfs_s3_agent.s3.keys import link_key
 from tests.functional.lfsrepo import BUCKET, LfsRepo, object_key, oid_of
 
@@ -196,8 +197,8 @@ def test_copy_uses_upload_part_copy_above_the_server_copy_limit(repo: LfsRepo, s
     big = os.urandom(11 * MiB)
     oid = repo.store(big)
     small = repo.store(b"small")
-    monkeypatch.setattr(copying, "SERVER_COPY_LIMIT", 6 * MiB)
-    monkeypatch.setattr(copying, "COPY_PART_SIZE", 5 * MiB)
+    monkeypatch.setattr(s3copy, "SERVER_COPY_LIMIT", 6 * MiB)
+    monkeypatch.setattr(s3copy, "COPY_PART_SIZE", 5 * MiB)
     real = copying.pooled_client
     part_copies: list[list[dict[str, Any]]] = []
 
@@ -211,6 +212,8 @@ def test_copy_uses_upload_part_copy_above_the_server_copy_limit(repo: LfsRepo, s
     report = copying.copy(f"s3://{DEST}/mirror", cwd=repo.path, quiet=True, flags={"part_size": "5MiB"})
     assert report.ok
     assert {i.entry.oid: i.how for i in report.copied} == {oid: "server-side multipart", small: "server-side"}
+    # a multipart copy has no full-object SHA-256: it was read back and hashed
+    assert {i.entry.oid: i.verified for i in report.copied} == {oid: "read", small: "checksum"}
     ranges = sorted(p["CopySourceRange"] for calls in part_copies for p in calls)
     assert ranges == [f"bytes=0-{5 * MiB - 1}", f"bytes={10 * MiB}-{11 * MiB - 1}", f"bytes={5 * MiB}-{10 * MiB - 1}"]
     got = s3.get_object(Bucket=DEST, Key=object_key("mirror", oid))
@@ -240,3 +243,77 @@ def test_install_command_names_what_changed() -> None:
     assert command.startswith("lfs-s3-agent install --bucket new-bucket --prefix team/p --region eu-west-1 "
                               "--profile other --save")
     assert "git config --unset lfs-s3-agent.endpoint-url" in command
+
+
+def no_copy_checksums(client: Any) -> list[dict[str, Any]]:
+    """Make this client's CopyObject results carry no SHA-256, as Ceph RGW 16 answers; the GETs it makes."""
+    def strip(parsed: dict[str, Any], **_: Any) -> None:
+        parsed.get("CopyObjectResult", {}).pop("ChecksumSHA256", None)
+
+    client.raw.meta.events.register("after-call.s3.CopyObject", strip)
+    return calls_of(client, "GetObject")
+
+
+def test_copy_without_a_checksum_from_the_store_reads_each_copy_back(
+        repo: LfsRepo, s3: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    blobs = {repo.store(data): data for data in (os.urandom(700), os.urandom(900))}
+    real = copying.pooled_client
+    gets: list[list[dict[str, Any]]] = []
+
+    def plain_store(values: Any, pool: int) -> Any:
+        client = real(values, pool)
+        if values.bucket == DEST:
+            gets.append(no_copy_checksums(client))
+        return client
+
+    monkeypatch.setattr(copying, "pooled_client", plain_store)
+    monkeypatch.chdir(repo.path)
+    assert main(["copy", f"s3://{DEST}/mirror"]) == 0
+    out = capsys.readouterr().out
+    assert "2 server-side" in out and "2 by reading the copy back" in out and "0 failed" in out
+    read = sorted(g["Key"] for calls in gets for g in calls)
+    assert read == sorted(object_key("mirror", oid) for oid in blobs)  # one verification read per copy
+
+
+def test_copy_without_a_checksum_and_a_corrupt_source_fails_and_removes_the_copy(
+        repo: LfsRepo, s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = repo.store(b"good bytes")
+    bad = oid_of(b"what it should be")
+    repo.store(b"something else", oid=bad)
+    real = copying.pooled_client
+
+    def plain_store(values: Any, pool: int) -> Any:
+        client = real(values, pool)
+        if values.bucket == DEST:
+            no_copy_checksums(client)
+        return client
+
+    monkeypatch.setattr(copying, "pooled_client", plain_store)
+    report = copying.copy(f"s3://{DEST}/mirror", cwd=repo.path, quiet=True)
+    assert [i.entry.oid for i in report.failed] == [bad]
+    assert "do not hash to the oid" in report.failed[0].error and "removed" in report.failed[0].error
+    assert [(i.entry.oid, i.verified) for i in report.copied] == [(good, "read")]
+    assert dest_keys(s3) == {object_key("mirror", good)}
+    assert not report.ok and report.exit_status == 1
+    assert "1 failed" in "\n".join(report.render())
+
+
+def test_copy_no_verify_reports_unchecked_copies_as_unverified(repo: LfsRepo, s3: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    oid = repo.store(b"bytes nobody checks")
+    real = copying.pooled_client
+    gets: list[list[dict[str, Any]]] = []
+
+    def plain_store(values: Any, pool: int) -> Any:
+        client = real(values, pool)
+        if values.bucket == DEST:
+            gets.append(no_copy_checksums(client))
+        return client
+
+    monkeypatch.setattr(copying, "pooled_client", plain_store)
+    report = copying.copy(f"s3://{DEST}/mirror", cwd=repo.path, quiet=True, verify=False)
+    assert [i.entry.oid for i in report.unverified] == [oid]
+    assert [g for calls in gets for g in calls] == []  # nothing read back
+    text = "\n".join(report.render())
+    assert "1 UNVERIFIED" in text and "could not be checked" in text
+    assert report.to_json()["unverified"] == [object_key("mirror", oid)]

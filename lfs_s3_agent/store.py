@@ -147,6 +147,16 @@ class S3Store:
             self._caps = caps
             return caps
 
+    def writes_as_configured(self) -> Capabilities:
+        """The store's capabilities, once it is known that writes get the configured SSE; the ``sse_problem``
+        ``ConfigError`` otherwise. Every write path calls it first: uploads, and server-side copies into the
+        store (``import``, ``copy``), which S3 would otherwise leave unencrypted just as quietly."""
+        caps = self.capabilities()
+        problem = self.sse_problem(caps)
+        if problem is not None:
+            raise problem
+        return caps
+
     def sse_problem(self, caps: Capabilities) -> ConfigError | None:
         """The configured SSE is not what the store does: the error that stops every upload (none is made)."""
         from lfs_s3_agent.s3.capabilities import NOT_APPLIED, REFUSED
@@ -250,10 +260,7 @@ class S3Store:
         self.needs_credentials("a push")
         s = self.settings
         key = self.key(oid)
-        caps = self.capabilities()
-        problem = self.sse_problem(caps)
-        if problem is not None:
-            raise problem
+        caps = self.writes_as_configured()
         head_first = s.head_before_put == "true" or (s.head_before_put == "auto" and caps.head_first(size))
         if size <= s.multipart_threshold and not head_first:
             # One request in the common case, a new object: PUT only if nothing is there yet

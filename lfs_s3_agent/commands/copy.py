@@ -437,6 +437,8 @@ def copy(destination: str, *, flags: Mapping[str, Any] | None = None, dry_run: b
                 copier.stop.set()
         bar.advance(1, item.entry.stored_bytes if item.how not in ("", "skipped") else 0)
 
+    if not dry_run and items:
+        dest.writes_as_configured()  # SSE the destination would not apply: nothing is copied
     label = "checking" if dry_run else "copying"
     with Progress(label, len(items), quiet=quiet) as bar, ThreadPoolExecutor(jobs, thread_name_prefix="copy") as pool:
         list(pool.map(one, items))

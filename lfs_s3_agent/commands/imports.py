@@ -270,6 +270,8 @@ def import_objects(patterns: list[str], to: str, *, checkout: bool = True, hash_
     p = plan(patterns, to, command="import", hash_missing=hash_missing, force=force, source_flags=source_flags,
              jobs=jobs, cwd=cwd, quiet=quiet)
     report = ImportReport(to=to)
+    if p.items:
+        store.writes_as_configured()  # SSE the store would not apply: nothing is copied
     if p.missing:
         report.hashed = len(p.missing)
         report.bytes_downloaded += _hash_missing(p.missing, p.sources, p.storage if checkout else None, jobs, quiet)

@@ -204,6 +204,20 @@ def test_sse_the_store_does_not_apply_fails_the_push_and_stores_nothing(make_clo
 
 
 @pytest.mark.moto_only(EMULATED)
+def test_import_into_a_store_that_does_not_apply_sse_copies_nothing(make_clone: MakeClone, s3: MotoServer,
+                                                                   bucket: str) -> None:
+    # A server-side copy into the store would be as unencrypted as an upload: the same check stops it.
+    source = new_bucket(s3, "ssesrc")
+    s3.client().put_object(Bucket=source, Key="d/x.bin", Body=os.urandom(5_000))
+    with FaultProxy(s3.endpoint, behaviours={"strip-sse"}) as proxy:
+        a = make_clone("a", sse="AES256", endpoint_url=proxy.endpoint)
+        proc = a.agent("import", f"s3://{source}/d/*.bin", "--to", "data", "--hash-missing", check=False)
+    assert proc.returncode != 0 and "does not apply it" in proc.stderr, proc.stderr
+    assert [k for k in bucket_objects(s3, bucket) if k.startswith("repo/")] == []
+    assert not (a.path / "data" / "x.bin").exists()
+
+
+@pytest.mark.moto_only(EMULATED)
 def test_a_store_refusing_checksum_headers_takes_pushes_pulls_links_and_gc(make_clone: MakeClone, s3: MotoServer,
                                                                          bucket: str, tmp_path: Path) -> None:
     files = {"small.bin": os.urandom(40_000), "big.bin": os.urandom(6 * MIB + 123)}  # one multipart object

@@ -166,3 +166,4 @@ def test_import_without_checksums_needs_hash_missing(repo: LfsRepo, s3: Any,
     assert out["imported"] == 1 and out["hashed"] == 1 and out["objects"][0]["oid"] == oid_of(blob)
     assert (repo.path / "data/plain.bin").read_bytes() == blob
     assert s3.get_object(Bucket=BUCKET, Key=object_key("repo", oid_of(blob)))["Body"].read() == blob
+

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.s3proxy import CountingProxy
 from tests.s3server import MotoServer
 
 pytestmark = pytest.mark.e2e
@@ -137,6 +138,19 @@ def new_bucket(s3: MotoServer, stem: str) -> str:
 @pytest.fixture
 def bucket(s3: MotoServer) -> str:
     return new_bucket(s3, "lfs")
+
+
+@pytest.fixture
+def source(s3: MotoServer) -> str:
+    """A source bucket of originals (linked mode, import), separate from the LFS bucket."""
+    return new_bucket(s3, "src")
+
+
+@pytest.fixture
+def proxy(s3: MotoServer) -> Iterator[CountingProxy]:
+    """A recording proxy in front of the server (``tests/e2e/s3proxy.py``)."""
+    with CountingProxy(s3.endpoint, ca_bundle=getattr(s3, "ca_bundle", None)) as p:
+        yield p
 
 
 class Git:

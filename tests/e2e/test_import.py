@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,7 +23,6 @@ from tests.e2e.conftest import (
     commit_all,
     expected_key,
     git_common_dir,
-    new_bucket,
     sha256,
 )
 from tests.e2e.s3proxy import CountingProxy
@@ -33,18 +31,6 @@ from tests.faultproxy import Fault, FaultProxy
 from tests.s3server import MotoServer
 
 PREFIX = "repo"
-
-
-@pytest.fixture
-def proxy(s3: MotoServer) -> Iterator[CountingProxy]:
-    with CountingProxy(s3.endpoint, ca_bundle=getattr(s3, "ca_bundle", None)) as p:
-        yield p
-
-
-@pytest.fixture
-def source(s3: MotoServer) -> str:
-    """A source bucket of originals, separate from the LFS bucket."""
-    return new_bucket(s3, "src")
 
 
 def import_(git: Git, *args: str, check: bool = True) -> Any:

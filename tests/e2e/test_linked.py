@@ -16,7 +16,7 @@ import json
 import os
 import stat
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ from tests.e2e.conftest import (
     expected_key,
     git_common_dir,
     leftover_tmp_files,
-    new_bucket,
     pointer_oid,
     sha256,
 )
@@ -48,18 +47,6 @@ PREFIX = "repo"  # make_clone's default prefix in the LFS bucket
 def trust_source(clone: Git, bucket: str, proxy: CountingProxy) -> None:
     """What a user does once for a source on its own endpoint (not the store's, not AWS)."""
     clone.run("config", f"lfs-s3-source.{bucket}.endpoint-url", proxy.endpoint)
-
-
-@pytest.fixture
-def proxy(s3: MotoServer) -> Iterator[CountingProxy]:
-    with CountingProxy(s3.endpoint, ca_bundle=getattr(s3, "ca_bundle", None)) as p:
-        yield p
-
-
-@pytest.fixture
-def source(s3: MotoServer) -> str:
-    """A source bucket of originals, separate from the LFS bucket."""
-    return new_bucket(s3, "src")
 
 
 def put(s3: MotoServer, bucket: str, key: str, data: bytes, *, checksum: bool = True, **extra: Any) -> dict[str, Any]:

@@ -254,9 +254,9 @@ def no_copy_checksums(client: Any) -> list[dict[str, Any]]:
     return calls_of(client, "GetObject")
 
 
-def test_copy_without_a_checksum_from_the_store_reads_each_copy_back(
-        repo: LfsRepo, s3: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    blobs = {repo.store(data): data for data in (os.urandom(700), os.urandom(900))}
+@pytest.fixture
+def plain_dest(monkeypatch: pytest.MonkeyPatch) -> list[list[dict[str, Any]]]:
+    """Copies into DEST come back without a SHA-256 (``no_copy_checksums``); the GETs each such client makes."""
     real = copying.pooled_client
     gets: list[list[dict[str, Any]]] = []
 
@@ -267,28 +267,26 @@ def test_copy_without_a_checksum_from_the_store_reads_each_copy_back(
         return client
 
     monkeypatch.setattr(copying, "pooled_client", plain_store)
+    return gets
+
+
+def test_copy_without_a_checksum_from_the_store_reads_each_copy_back(
+        repo: LfsRepo, s3: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        plain_dest: list[list[dict[str, Any]]]) -> None:
+    blobs = {repo.store(data): data for data in (os.urandom(700), os.urandom(900))}
     monkeypatch.chdir(repo.path)
     assert main(["copy", f"s3://{DEST}/mirror"]) == 0
     out = capsys.readouterr().out
     assert "2 server-side" in out and "2 by reading the copy back" in out and "0 failed" in out
-    read = sorted(g["Key"] for calls in gets for g in calls)
+    read = sorted(g["Key"] for calls in plain_dest for g in calls)
     assert read == sorted(object_key("mirror", oid) for oid in blobs)  # one verification read per copy
 
 
 def test_copy_without_a_checksum_and_a_corrupt_source_fails_and_removes_the_copy(
-        repo: LfsRepo, s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        repo: LfsRepo, s3: Any, plain_dest: list[list[dict[str, Any]]]) -> None:
     good = repo.store(b"good bytes")
     bad = oid_of(b"what it should be")
     repo.store(b"something else", oid=bad)
-    real = copying.pooled_client
-
-    def plain_store(values: Any, pool: int) -> Any:
-        client = real(values, pool)
-        if values.bucket == DEST:
-            no_copy_checksums(client)
-        return client
-
-    monkeypatch.setattr(copying, "pooled_client", plain_store)
     report = copying.copy(f"s3://{DEST}/mirror", cwd=repo.path, quiet=True)
     assert [i.entry.oid for i in report.failed] == [bad]
     assert "do not hash to the oid" in report.failed[0].error and "removed" in report.failed[0].error
@@ -299,21 +297,11 @@ def test_copy_without_a_checksum_and_a_corrupt_source_fails_and_removes_the_copy
 
 
 def test_copy_no_verify_reports_unchecked_copies_as_unverified(repo: LfsRepo, s3: Any,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+                                                               plain_dest: list[list[dict[str, Any]]]) -> None:
     oid = repo.store(b"bytes nobody checks")
-    real = copying.pooled_client
-    gets: list[list[dict[str, Any]]] = []
-
-    def plain_store(values: Any, pool: int) -> Any:
-        client = real(values, pool)
-        if values.bucket == DEST:
-            gets.append(no_copy_checksums(client))
-        return client
-
-    monkeypatch.setattr(copying, "pooled_client", plain_store)
     report = copying.copy(f"s3://{DEST}/mirror", cwd=repo.path, quiet=True, verify=False)
     assert [i.entry.oid for i in report.unverified] == [oid]
-    assert [g for calls in gets for g in calls] == []  # nothing read back
+    assert [g for calls in plain_dest for g in calls] == []  # nothing read back
     text = "\n".join(report.render())
     assert "1 UNVERIFIED" in text and "could not be checked" in text
     assert report.to_json()["unverified"] == [object_key("mirror", oid)]

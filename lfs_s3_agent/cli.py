@@ -9,7 +9,6 @@ with an example, and lists only the settings it uses.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -174,17 +173,7 @@ def run_serve(args: argparse.Namespace) -> int:
         from lfs_s3_agent.launcher import write_stamp
 
         def on_init() -> None:  # the next agents' launchers answer init without starting Python
-            socket, command, limit = "", "", None
-            if relay is not None and wired is not None:
-                limit = relay.max_size
-                import shlex
-
-                from lfs_s3_agent import rendezvous
-
-                with contextlib.suppress(rendezvous.RendezvousError, OSError):
-                    key = rendezvous.key_for(wired.resolved)
-                    socket = str(rendezvous.socket_path(rendezvous.runtime_dir(), key))
-                    command = shlex.join(["worker", "run", "--key", key, *_shared_worker_args(args)])
+            socket, command, limit = _stamped_worker(args, wired) if relay is not None else ("", "", None)
             write_stamp(args.stamp, args.stamp_sig, validated_at, socket, args.stamp_margin, command, limit)
 
     first_lines = tuple(line.encode() for line in (args.first_line,) if line)
@@ -212,6 +201,22 @@ def _shared_worker_args(args: argparse.Namespace) -> list[str]:
     return worker_args
 
 
+def _stamped_worker(args: argparse.Namespace, wired: Any) -> tuple[str, str, int | None]:
+    """What a stamp records of this agent's shared worker: its socket, its ``worker run`` arguments
+    (sh-quoted) and the largest object it takes (the launcher starts it early: ``launcher.py``)."""
+    import shlex
+
+    from lfs_s3_agent import rendezvous
+
+    try:
+        key = rendezvous.key_for(wired.resolved)
+        socket = str(rendezvous.socket_path(rendezvous.runtime_dir(), key))
+    except (rendezvous.RendezvousError, OSError):
+        return "", "", None
+    command = shlex.join(["worker", "run", "--key", key, *_shared_worker_args(args)])
+    return socket, command, int(wired.settings.multipart_threshold)
+
+
 def _worker_relay(args: argparse.Namespace, wired: Any, tmp_dir: Any) -> Any:
     """The relay to this configuration's shared worker.
 
@@ -227,6 +232,13 @@ def _worker_relay(args: argparse.Namespace, wired: Any, tmp_dir: Any) -> Any:
         from lfs_s3_agent import rendezvous
 
         key = rendezvous.key_for(wired.resolved)
+        if args.answered_init and wired.repo is not None:
+            # The launcher answered init from a stamp whose worker may be another one (the environment
+            # the key hashes, such as AWS_PROFILE, changed since it was written): its launchers would
+            # start that worker in vain at every command. Point the stamp at ours.
+            from lfs_s3_agent.launcher import STAMP_NAME, restamp_worker
+
+            restamp_worker(wired.repo.git_dir / STAMP_NAME, *_stamped_worker(args, wired))
         return rendezvous.connect(key, worker_args, cwd=cwd), key
 
     return WorkerRelay(connect, max_size=wired.settings.multipart_threshold, tmp_dir=tmp_dir)

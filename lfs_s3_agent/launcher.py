@@ -229,6 +229,31 @@ def write_stamp(path: str, signature: str, validated_at: float, worker_socket: s
         tmp.unlink(missing_ok=True)  # only an optimisation: the next agent validates again
 
 
+def restamp_worker(path: Path, worker_socket: str, worker_command: str, worker_limit: int | None) -> None:
+    """Point an existing stamp at another shared worker, keeping its signature and its date.
+
+    Keeping both means this can never make settings look validated that were not: a stamp whose
+    signature or date no longer holds still sends the launcher to Python for the init.
+    """
+    if not worker_socket or "\n" in worker_socket + worker_command:
+        return
+    try:
+        st = path.stat()
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError):
+        return
+    limit = "" if worker_limit is None else str(worker_limit)
+    if len(lines) < 4 or lines[1:4] == [worker_socket, worker_command, limit]:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(f"{lines[0]}\n{worker_socket}\n{worker_command}\n{limit}\n", encoding="utf-8")
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # only an optimisation, as the stamp itself
+
+
 def hook_script(python: str | None = None) -> str:
     """The pre-push hook: git-lfs's own unless this clone has link records or objects imported without their bytes
     (then ``lfs-s3-agent pre-push``)."""

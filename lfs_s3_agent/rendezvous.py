@@ -12,7 +12,10 @@ config files' mtimes), so an agent can only ever reach a worker that would do
 what it would do itself. Sockets live in a private per-user directory (mode 0700,
 owned by the user; anything else is refused). The first agent that finds no
 worker starts one while holding ``<key>.lock``; the others wait on the lock, not
-on a timer. Standard library only: this runs before the agent answers anything.
+on a timer. Whoever starts a worker (that agent, or a launcher at its first request:
+``launcher.py``) first makes the ``<socket>.starting`` marker directory, so there is only ever
+one start at a time, and none outlives a ``worker stop`` by binding the socket after it. Standard
+library only: this runs before the agent answers anything.
 """
 
 from __future__ import annotations
@@ -155,12 +158,26 @@ def connect(key: str, worker_args: list[str], *, cwd: str | None = None,
     if sock is not None:
         return sock
     with locked(directory / f"{key[:32]}.lock"):
-        sock = try_connect(path)  # another agent may have started it while we waited
-        if sock is not None:
-            return sock
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()  # left by a worker that was killed: nothing listens on it
-        start_worker(directory, key, worker_args, cwd=cwd)
+        for _ in range(3):
+            # Another agent, or a launcher, may have started it while we waited.
+            sock = try_connect(path) or _wait_for_launched(path)
+            if sock is not None:
+                return sock
+            try:
+                # The launchers' marker, made here too: a launcher that got a request now starts no
+                # second worker, which would bind the socket once this one has stopped and outlive it.
+                os.mkdir(starting_marker(path))
+                break
+            except FileExistsError:
+                continue  # a launcher just started one: wait for it
+        else:
+            raise RendezvousError(f"the shared worker for {path} keeps being started and never listens")
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # left by a worker that was killed: nothing listens on it
+            start_worker(directory, key, worker_args, cwd=cwd)
+        finally:
+            clear_starting(path)
         sock = try_connect(path)
     if sock is None:
         raise RendezvousError(f"the shared worker started but does not listen on {path}")
@@ -226,7 +243,6 @@ def start_worker(directory: Path, key: str, worker_args: list[str], *, cwd: str 
         tail = logfile.read_text(errors="replace").strip().splitlines()[-1:] if logfile.exists() else []
         raise RendezvousError(f"the shared worker exited with status {code} before it listened"
                               f"{': ' + tail[0] if tail else ''} (see {logfile})")
-    clear_starting(socket_path(directory, key))  # a launcher's early start that did not get there
     # The worker outlives this agent; the kernel reaps it (reparented) once this process exits.
     proc.returncode = 0  # stop Popen's destructor from warning about a running child
 
@@ -303,8 +319,11 @@ def workers(directory: Path, *, repo: str | None = None, stop: bool = False) -> 
     for path in running_workers(directory):
         try:
             status = control(path, "status", timeout=10.0)
-        except (OSError, ValueError, RendezvousError):
-            status = None
+        except (OSError, ValueError, RendezvousError) as exc:
+            if repo is not None:
+                continue  # whose it is cannot be known: not this repository's to report or stop
+            # A worker too busy to answer within the timeout is still one of the user's: stop it too.
+            status = {"socket": str(path), "error": f"no answer to status: {exc}"}
         if status is None or (repo is not None and status.get("repo") != repo):
             continue
         if stop:

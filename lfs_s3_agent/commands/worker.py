@@ -30,6 +30,8 @@ class WorkerReport:
         for w in self.workers:
             if self.action == "stop":
                 state = "stopped" if w.get("stopped") else f"NOT stopped: {w.get('error')}"
+            elif w.get("error"):
+                state = w["error"]
             elif w.get("active"):
                 state = f"{w['active']} active session(s)"
             else:

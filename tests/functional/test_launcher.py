@@ -118,6 +118,25 @@ def test_the_launcher_starts_the_shared_worker_early_once(repo_dir: Path, tmp_pa
     assert not list(rendezvous.runtime_dir().glob("*.starting"))
 
 
+def test_a_stamp_naming_another_worker_is_repointed_at_the_first_small_object(repo_dir: Path, tmp_path: Path) -> None:
+    python, log = counting_python(tmp_path)
+    install(repo_dir, python)
+    session(repo_dir, INIT + TERMINATE)  # the stamp names the worker of this environment
+    stamp = repo_dir / ".git" / launcher.STAMP_NAME
+    before, dated = stamp.read_text().splitlines(), stamp.stat().st_mtime_ns
+    # The worker key hashes the LFS_S3_* environment; the launcher's signature does not see this variable.
+    env = {"LFS_S3_STATS_FILE": str(tmp_path / "stats.jsonl")}
+    session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE, env)
+    after = stamp.read_text().splitlines()
+    assert after[0] == before[0] and after[1] != before[1] and stamp.stat().st_mtime_ns == dated
+    wait_until(lambda: not list(rendezvous.runtime_dir().glob("*.starting")), what="the launcher's start to end")
+    assert worker_starts(log) == 1  # the stamp's worker, which finds the key changed and exits
+    (worker,) = rendezvous.workers(rendezvous.runtime_dir())
+    assert worker["socket"] == after[1]
+    session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE, env)
+    assert worker_starts(log) == 1  # the stamp now names the worker that listens: nothing to start
+
+
 def test_a_session_of_large_objects_starts_no_shared_worker(repo_dir: Path, tmp_path: Path) -> None:
     python, log = counting_python(tmp_path)
     install(repo_dir, python)

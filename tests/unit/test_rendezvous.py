@@ -120,3 +120,70 @@ def test_a_stale_launcher_marker_is_cleared(tmp_path: Path) -> None:
     old = time.time() - rendezvous.START_TIMEOUT - 5
     os.utime(marker, (old, old))
     assert rendezvous._wait_for_launched(sock) is None and not marker.exists()
+
+
+def test_an_agent_starting_the_worker_holds_the_launchers_marker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While an agent starts the worker, a launcher's ``mkdir`` fails, so it starts no second worker
+    (which would bind the socket once the first had stopped, and outlive ``worker stop``)."""
+    import socket
+
+    directory = rendezvous.runtime_dir()  # the test's own (tests/conftest.py): a short path
+    k = "a" * 64
+    listeners: list[socket.socket] = []
+    seen: list[bool] = []
+
+    def start(directory: Path, key: str, worker_args: list[str], *, cwd: str | None = None) -> None:
+        path = rendezvous.socket_path(directory, key)
+        seen.append(rendezvous.starting_marker(path).is_dir())
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(path))
+        listener.listen()
+        listeners.append(listener)
+
+    monkeypatch.setattr(rendezvous, "start_worker", start)
+    try:
+        rendezvous.connect(k, []).close()
+        path = rendezvous.socket_path(directory, k)
+        assert seen == [True] and not rendezvous.starting_marker(path).exists()
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
+def test_a_worker_that_fails_to_start_leaves_no_marker(monkeypatch: pytest.MonkeyPatch) -> None:
+    directory = rendezvous.runtime_dir()
+
+    def start(directory: Path, key: str, worker_args: list[str], *, cwd: str | None = None) -> None:
+        raise rendezvous.RendezvousError("the shared worker exited with status 2 before it listened")
+
+    monkeypatch.setattr(rendezvous, "start_worker", start)
+    with pytest.raises(rendezvous.RendezvousError, match="status 2"):
+        rendezvous.connect("b" * 64, [])
+    assert list(directory.glob("*.starting")) == []  # the next agent's launcher may start one
+
+
+def test_stop_all_stops_a_worker_too_busy_to_answer_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    directory = rendezvous.runtime_dir()
+
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(directory / "busy.sock"))
+    listener.listen()
+    sent: list[str] = []
+
+    def control(path: Path, command: str, timeout: float = 60.0) -> dict[str, object] | None:
+        sent.append(command)
+        if command == "status":
+            raise TimeoutError("timed out")
+        return {"pid": 1}
+
+    monkeypatch.setattr(rendezvous, "control", control)
+    try:
+        assert rendezvous.workers(directory, repo="/r/.git", stop=True) == []  # whose it is: unknown
+        assert sent == ["status"]
+        (found,) = rendezvous.workers(directory, stop=True)
+    finally:
+        listener.close()
+    assert sent == ["status", "status", "stop"]
+    assert found["stopped"] is True and "no answer to status" in str(found["error"])

@@ -25,53 +25,13 @@ from lfs_s3_agent.errors import AgentError, BadRequest, Code, ConfigError, Local
 from lfs_s3_agent.progress import ProgressReporter
 from lfs_s3_agent.protocol.framing import LineReader, LineWriter, decode_line
 from lfs_s3_agent.protocol.lfs import TERMINATE, TRANSFER_EVENTS, InitRequest, error_reply
-from lfs_s3_agent.unreachable import NOTE
+from lfs_s3_agent.relay import ProgressGuard, Unreachable, fail_fast
 
 if TYPE_CHECKING:
     from lfs_s3_agent.protocol.messages import CompleteEvent, DownloadRequest, UploadRequest
     from lfs_s3_agent.store import ObjectStore
 
 log = logging.getLogger(__name__)
-
-
-class Unreachable(Protocol):
-    """Where a git command's agents share that the endpoint cannot be reached (``unreachable.UnreachableMark``)."""
-
-    def check(self) -> str | None: ...
-
-    def record(self, message: str) -> None: ...
-
-
-class ProgressGuard(LineWriter):
-    """A LineWriter that keeps each object's progress monotonic across a hand-over.
-
-    When the shared worker fails mid-object, this process starts the object again from
-    byte 0: events that would move git-lfs's bar backwards are dropped and the first one
-    past the old mark counts only the new bytes.
-    """
-
-    def __init__(self, stream: IO[bytes], unreachable: Unreachable | None = None) -> None:
-        super().__init__(stream)
-        self._reported: dict[str, int] = {}
-        self.unreachable = unreachable
-
-    def write(self, message: dict[str, Any]) -> None:
-        event, oid = message.get("event"), message.get("oid")
-        if event == "progress" and isinstance(oid, str):
-            so_far = message.get("bytesSoFar", 0)
-            before = self._reported.get(oid, 0)
-            if not isinstance(so_far, int) or so_far <= before:
-                return
-            self._reported[oid] = so_far
-            message = {**message, "bytesSinceLast": so_far - before}
-        elif event == "complete" and isinstance(oid, str):
-            self._reported.pop(oid, None)
-            error = message.get("error")
-            # Every failed object passes here, whether this process or the shared worker moved it.
-            if (self.unreachable is not None and isinstance(error, dict) and error.get("code") == Code.NETWORK
-                    and isinstance(error.get("message"), str) and NOTE not in error["message"]):
-                self.unreachable.record(error["message"])
-        super().write(message)
 
 
 class Delegate(Protocol):
@@ -273,7 +233,7 @@ def serve(stdin: IO[bytes], stdout: IO[bytes], store: ObjectStore, *, tmp_dir: P
         if line is None:
             log.debug("end of input: exiting")
             return 0
-        if unreachable is not None and agent.init_line is not None and _failed_fast(unreachable, line, writer):
+        if unreachable is not None and agent.init_line is not None and fail_fast(unreachable, line, writer):
             continue
         if delegate is not None and agent.init_line is not None and _delegated(delegate, line, agent.init_line,
                                                                                writer):
@@ -281,23 +241,6 @@ def serve(stdin: IO[bytes], stdout: IO[bytes], store: ObjectStore, *, tmp_dir: P
         if not agent.handle_line(line):
             log.debug("terminate: exiting")
             return 0
-
-
-def _failed_fast(unreachable: Unreachable, line: bytes, writer: LineWriter) -> bool:
-    """Answer a transfer request at once when the endpoint is known to be unreachable."""
-    message = unreachable.check()
-    if message is None:
-        return False
-    try:
-        raw = decode_line(line)
-    except BadRequest:
-        return False
-    oid = raw.get("oid")
-    if raw.get("event") not in TRANSFER_EVENTS or not isinstance(oid, str):
-        return False
-    # A plain dict: the same JSON as ``CompleteEvent.failed``, without paying for pydantic.
-    writer.write({"event": "complete", "oid": oid, "error": {"code": int(Code.NETWORK), "message": message + NOTE}})
-    return True
 
 
 def _delegated(delegate: Delegate, line: bytes, init_line: bytes, writer: LineWriter) -> bool:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from lfs_s3_agent import tmpfile
 from lfs_s3_agent.errors import IntegrityError, LocalFileError
 
 if TYPE_CHECKING:
@@ -27,8 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Prefix of our temporary files in lfs/tmp (git-lfs's own have numeric names).
-TMP_PREFIX = "lfs-s3-agent-"
+TMP_PREFIX = tmpfile.TMP_PREFIX
 
 #: Opens the file a download is written to: (fd, path, whether the caller owns and removes it).
 TmpOpener = Callable[[str], "tuple[int, str, bool]"]
@@ -63,18 +62,12 @@ class LfsDirs:
 
 
 def new_temp(tmp_dir: Path, oid: str) -> tuple[int, str]:
-    """A new temporary file in ``tmp_dir`` (fd, path); ``LocalFileError`` (41) if none can be made.
-
-    Only the hex digits of ``oid`` go into the name: callers may hold an oid not yet validated (the relay
-    opens the file before the worker checks the request), and a ``/`` or ``..`` must never shape a path.
-    """
-    label = "".join(c for c in oid[:12] if c in "0123456789abcdef")
+    """A new temporary file in ``tmp_dir`` (fd, path; ``tmpfile.create``); ``LocalFileError`` (41) if none
+    can be made."""
     try:
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, path = tempfile.mkstemp(dir=tmp_dir, prefix=f"{TMP_PREFIX}{label}-")
+        return tmpfile.create(os.fspath(tmp_dir), oid)
     except OSError as exc:
-        raise LocalFileError(f"cannot create a temporary file in {tmp_dir}: {exc.strerror}") from None
-    return fd, path
+        raise LocalFileError(f"cannot create a temporary file in {tmp_dir}: {exc.strerror or exc}") from None
 
 
 def remove(path: str | Path) -> None:

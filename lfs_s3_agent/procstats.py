@@ -6,11 +6,8 @@ Written at exit by agents and the shared worker when ``LFS_S3_STATS_FILE`` is se
 from __future__ import annotations
 
 import json
-import logging
 import os
 import resource
-
-log = logging.getLogger(__name__)
 
 
 def write_stats(path: str, requests: dict[str, int], role: str = "agent") -> None:
@@ -22,4 +19,6 @@ def write_stats(path: str, requests: dict[str, int], role: str = "agent") -> Non
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
     except OSError as exc:
-        log.warning("cannot write stats to %s: %s", path, exc)
+        import logging  # not at the top: the thin relay writes these records too, without logging
+
+        logging.getLogger(__name__).warning("cannot write stats to %s: %s", path, exc)

@@ -5,11 +5,11 @@ and pydantic and building an S3 client costs about 0.3 s of CPU, which is most o
 the cost of moving small objects. So the agents hand small objects to one warm
 process (``worker``) over a unix socket and stay thin themselves.
 
-A worker serves exactly one configuration: its key hashes everything that could
-make two agents behave differently (the code, the interpreter, the resolved
-settings, the repository, the environment the AWS SDK and git read, the AWS
-config files' mtimes), so an agent can only ever reach a worker that would do
-what it would do itself. Sockets live in a private per-user directory (mode 0700,
+A worker serves exactly one configuration: its key (``workerkey``) hashes
+everything that could make two agents behave differently (the code, the
+interpreter, the resolved settings, the repository, the environment the AWS SDK
+and git read, the AWS config files' mtimes), so an agent can only ever reach a
+worker that would do what it would do itself. Sockets live in a private per-user directory (mode 0700,
 owned by the user; anything else is refused). The first agent that finds no
 worker starts one while holding ``<key>.lock``; the others wait on the lock, not
 on a timer. Whoever starts a worker (that agent, or a launcher at its first request:
@@ -21,108 +21,55 @@ library only: this runs before the agent answers anything.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
-import hashlib
-import json
 import logging
 import os
 import select
 import socket
-import stat
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from lfs_s3_agent import __version__
+from lfs_s3_agent import workerkey
+from lfs_s3_agent.workerkey import START_TIMEOUT as START_TIMEOUT
+from lfs_s3_agent.workerkey import RendezvousError as RendezvousError  # raised here too
+from lfs_s3_agent.workerkey import clear_starting as clear_starting
+from lfs_s3_agent.workerkey import try_connect as try_connect
+from lfs_s3_agent.workerkey import wait_for_launched as wait_for_launched
 
 log = logging.getLogger(__name__)
 
-#: Longest unix socket path the kernel takes (108 on Linux, 104 on macOS).
-MAX_SOCKET_PATH = 100
-#: How long the agent that starts a worker waits for it to listen (imports, S3 client).
-START_TIMEOUT = 30.0
-
-_ENV_PREFIXES = ("AWS_", "LFS_S3_", "GIT_CONFIG")
-_ENV_NAMES = ("HOME", "XDG_CONFIG_HOME", "GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_TRACE",
-              "GIT_NAMESPACE", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY",
-              "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY", "all_proxy", "PYTHONPATH")
-
-
-class RendezvousError(Exception):
-    """The shared worker cannot be used here; the message says why and what to do."""
-
 
 def runtime_dir(env: Mapping[str, str] | None = None) -> Path:
-    """The private directory for this user's worker sockets (created 0700, checked)."""
-    env = os.environ if env is None else env
-    if env.get("LFS_S3_RUNTIME_DIR"):
-        path = Path(env["LFS_S3_RUNTIME_DIR"])
-    elif env.get("XDG_RUNTIME_DIR") and os.path.isdir(env["XDG_RUNTIME_DIR"]):
-        path = Path(env["XDG_RUNTIME_DIR"]) / "lfs-s3-agent"
-    else:
-        path = Path(tempfile.gettempdir()) / f"lfs-s3-agent-{os.getuid()}"
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = os.lstat(path)
-    except OSError as exc:
-        raise RendezvousError(f"cannot create {path}: {exc.strerror}; set LFS_S3_RUNTIME_DIR to a "
-                              "writable directory") from None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise RendezvousError(f"{path} is not a private directory of this user (it must be owned by uid "
-                              f"{os.getuid()} with mode 0700); remove it or set LFS_S3_RUNTIME_DIR")
-    return path
-
-
-def code_fingerprint() -> str:
-    """The version and the size and mtime of every module: an edited checkout gets a new worker."""
-    package = Path(__file__).parent
-    parts = [__version__, sys.executable, sys.version]
-    for path in sorted(package.rglob("*.py")):  # subpackages too (s3/, protocol/, commands/)
-        st = path.stat()
-        parts.append(f"{path.relative_to(package)}:{st.st_size}:{st.st_mtime_ns}")
-    return "\n".join(parts)
+    """The private directory for this user's worker sockets (created 0700, checked): ``workerkey.runtime_dir``."""
+    return Path(workerkey.runtime_dir(env))
 
 
 def worker_key(values: Mapping[str, Any], *, git_dir: Path | None, common_dir: Path | None,
                lfs_storage: str | None, env: Mapping[str, str] | None = None) -> str:
-    """The name of the worker that serves exactly this configuration (a SHA-256, hex)."""
-    env = os.environ if env is None else env
-    relevant = {k: v for k, v in env.items() if k.startswith(_ENV_PREFIXES) or k in _ENV_NAMES}
-    aws_files = []
-    home = env.get("HOME", "")
-    for name, default in (("AWS_CONFIG_FILE", "~/.aws/config"), ("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")):
-        path = env.get(name) or default.replace("~", home, 1)
-        try:
-            st = os.stat(path)
-            aws_files.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
-        except OSError:
-            aws_files.append(f"{path}:absent")
-    material = json.dumps({
-        "code": code_fingerprint(), "uid": os.getuid(), "settings": {k: values[k] for k in sorted(values)},
-        "git_dir": str(git_dir), "common_dir": str(common_dir), "lfs_storage": lfs_storage,
-        "env": sorted(relevant.items()), "aws_files": aws_files,
-    }, sort_keys=True, default=str)
-    return hashlib.sha256(material.encode()).hexdigest()
+    """The name of the worker that serves exactly this configuration (a SHA-256, hex; ``workerkey``)."""
+    return workerkey.combine(
+        workerkey.config_digest(values, git_dir=git_dir, common_dir=common_dir, lfs_storage=lfs_storage),
+        workerkey.environment_digest(env))
+
+
+def config_digest_for(resolved: Any) -> str:
+    """The settings half of ``key_for(resolved)``: what the launcher's stamp records for the thin relay."""
+    repo = resolved.repo
+    return workerkey.config_digest(resolved.values, git_dir=repo.git_dir if repo else None,
+                                   common_dir=repo.common_dir if repo else None, lfs_storage=resolved.lfs_storage)
 
 
 def key_for(resolved: Any) -> str:
     """``worker_key`` of a ``settings.Resolved``: what the agent looks for and the worker checks."""
-    repo = resolved.repo
-    return worker_key(resolved.values, git_dir=repo.git_dir if repo else None,
-                      common_dir=repo.common_dir if repo else None, lfs_storage=resolved.lfs_storage)
+    return workerkey.combine(config_digest_for(resolved), workerkey.environment_digest())
 
 
 def socket_path(directory: Path, key: str) -> Path:
-    path = directory / f"{key[:32]}.sock"
-    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
-        raise RendezvousError(f"socket path {path} is too long for a unix socket; set LFS_S3_RUNTIME_DIR to a "
-                              "shorter directory")
-    return path
+    return Path(workerkey.socket_path(str(directory), key))
 
 
 @contextlib.contextmanager
@@ -136,31 +83,18 @@ def locked(path: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def try_connect(path: Path) -> socket.socket | None:
-    """A connection to the worker listening at ``path``, or None when nothing listens there."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(os.fspath(path))
-        return sock
-    except OSError as exc:
-        sock.close()
-        if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
-            return None
-        raise RendezvousError(f"cannot connect to the shared worker at {path}: {exc.strerror}") from None
-
-
 def connect(key: str, worker_args: list[str], *, cwd: str | None = None,
             env: Mapping[str, str] | None = None) -> socket.socket:
     """Connect to the worker for ``key``, starting it first when none is running."""
     directory = runtime_dir(env)
     path = socket_path(directory, key)
-    sock = try_connect(path) or _wait_for_launched(path)
+    sock = try_connect(path) or wait_for_launched(path)
     if sock is not None:
         return sock
     with locked(directory / f"{key[:32]}.lock"):
         for _ in range(3):
             # Another agent, or a launcher, may have started it while we waited.
-            sock = try_connect(path) or _wait_for_launched(path)
+            sock = try_connect(path) or wait_for_launched(path)
             if sock is not None:
                 return sock
             try:
@@ -185,30 +119,8 @@ def connect(key: str, worker_args: list[str], *, cwd: str | None = None,
 
 
 def starting_marker(path: Path) -> Path:
-    """The directory a launcher makes while it starts the worker for socket ``path`` (one start at a time)."""
-    return path.with_name(path.name + ".starting")
-
-
-def clear_starting(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.rmdir(starting_marker(path))
-
-
-def _wait_for_launched(path: Path) -> socket.socket | None:
-    """A worker a launcher is starting (its marker is there and young): wait until it listens."""
-    marker = starting_marker(path)
-    while True:
-        try:
-            age = time.time() - os.stat(marker).st_mtime
-        except OSError:
-            return try_connect(path)  # it listens now, or it gave up: either way the marker is gone
-        if age > START_TIMEOUT:
-            clear_starting(path)  # its worker never got to listen
-            return None
-        sock = try_connect(path)
-        if sock is not None:
-            return sock
-        time.sleep(0.01)
+    """The directory a launcher (or an agent) makes while it starts the worker for socket ``path``."""
+    return Path(workerkey.starting_marker(path))
 
 
 def log_path(directory: Path, key: str) -> Path:

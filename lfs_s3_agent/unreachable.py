@@ -9,7 +9,8 @@ started*: git-lfs starts every agent of a command before it hands out the first 
 mark reaches every agent of the command that made it, and never an agent of a later command
 (which tries the endpoint again, and marks it again if it is still down). No process ids are
 involved: the ``sh -c`` wrapper, git-lfs and the shared worker need not be told apart.
-Standard library only (read on every request: one ``stat`` while there is no mark).
+Standard library only (read on every request: one ``stat`` while there is no mark), and only its
+cheap modules: the thin relay (``thinrelay.py``) checks and leaves marks too.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
-from pathlib import Path
 
 NOTE = " [not attempted: an earlier object of this git command could not reach the endpoint]"
 
@@ -28,15 +27,16 @@ NOTE = " [not attempted: an earlier object of this git command could not reach t
 class UnreachableMark:
     """The mark for one endpoint in one repository, as seen by a process that started at ``started``."""
 
-    def __init__(self, directory: Path, endpoint: str, *, started: float | None = None) -> None:
+    def __init__(self, directory: str | os.PathLike[str], endpoint: str, *, started: float | None = None) -> None:
         digest = hashlib.sha256(endpoint.encode("utf-8")).hexdigest()[:16]
-        self.path = directory / f"unreachable-{digest}"
+        self.path = os.path.join(os.fspath(directory), f"unreachable-{digest}")
         self.started = time.time() if started is None else started
 
     def check(self) -> str | None:
         """The message of a failure recorded since this process started, else None."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            with open(self.path, encoding="utf-8") as fh:
+                data = json.load(fh)
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict) or not isinstance(data.get("time"), (int, float)):
@@ -48,13 +48,13 @@ class UnreachableMark:
 
     def record(self, message: str) -> None:
         """Leave the mark (atomically: readers never see half of it); best effort."""
-        with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".unreachable-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump({"time": time.time(), "message": message}, fh)
-                os.replace(tmp, self.path)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+        directory = os.path.dirname(self.path)
+        tmp = os.path.join(directory, f".unreachable-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            os.makedirs(directory, exist_ok=True)
+            with open(tmp, "x", encoding="utf-8") as fh:
+                json.dump({"time": time.time(), "message": message}, fh)
+            os.replace(tmp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)

@@ -2,13 +2,13 @@
 
 git-lfs starts up to ``lfs.concurrenttransfers`` agents one after another and waits for each
 one's init reply before it starts the next, so the init request is parsed and answered here
-without pydantic. Source: git-lfs ``docs/custom-transfers.md`` and ``tq/custom.go``.
+without pydantic (nor ``dataclasses``: the thin relay imports this too). Source: git-lfs
+``docs/custom-transfers.md`` and ``tq/custom.go``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from lfs_s3_agent.errors import BadRequest
 
@@ -19,8 +19,7 @@ TERMINATE = "terminate"
 TRANSFER_EVENTS = (UPLOAD, DOWNLOAD)
 
 
-@dataclass(frozen=True)
-class InitRequest:
+class InitRequest(NamedTuple):
     """``{"event":"init","operation":...,"remote":...,"concurrent":...,"concurrenttransfers":...}``."""
 
     operation: str

@@ -168,7 +168,7 @@ class FakeWorker:
             conn.sendall(frames.encode(frames.Event({})))
             while True:
                 frame = frames.decode_to_worker(stream.readline())
-                line = json.loads(frame.line) if isinstance(frame, frames.Request) else {"tmp": frame.__dict__}
+                line = json.loads(frame.line) if isinstance(frame, frames.Request) else {"tmp": frame._asdict()}
                 self.received.append(line)
                 if line.get("event") in ("upload", "download"):
                     break

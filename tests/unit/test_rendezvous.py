@@ -115,11 +115,11 @@ def test_a_stale_launcher_marker_is_cleared(tmp_path: Path) -> None:
 
     sock = tmp_path / "k.sock"
     marker = rendezvous.starting_marker(sock)
-    assert rendezvous._wait_for_launched(sock) is None  # no marker, nothing listening
+    assert rendezvous.wait_for_launched(sock) is None  # no marker, nothing listening
     marker.mkdir()
     old = time.time() - rendezvous.START_TIMEOUT - 5
     os.utime(marker, (old, old))
-    assert rendezvous._wait_for_launched(sock) is None and not marker.exists()
+    assert rendezvous.wait_for_launched(sock) is None and not marker.exists()
 
 
 def test_an_agent_starting_the_worker_holds_the_launchers_marker(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,8 +22,8 @@ def test_a_mark_reaches_agents_of_the_same_command_only(tmp_path: Path) -> None:
 
 def test_a_damaged_mark_is_ignored(tmp_path: Path) -> None:
     mark = UnreachableMark(tmp_path, "e", started=0)
-    mark.path.write_text("{not json")
+    Path(mark.path).write_text("{not json")
     assert mark.check() is None
-    mark.path.write_text('{"time": "x", "message": "m"}')
+    Path(mark.path).write_text('{"time": "x", "message": "m"}')
     assert mark.check() is None
     assert not list(tmp_path.glob(".unreachable-*"))

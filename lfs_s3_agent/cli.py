@@ -123,7 +123,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                    help="default: info under GIT_TRACE, else warning (env LFS_S3_LOG_LEVEL)")
     # From the launcher (launcher.py), which reads the first lines itself.
-    p.add_argument("--first-line", help=argparse.SUPPRESS)
+    p.add_argument("--first-line", action="append", default=[], help=argparse.SUPPRESS)
     p.add_argument("--answered-init", help=argparse.SUPPRESS)
     p.add_argument("--stamp", help=argparse.SUPPRESS)
     p.add_argument("--stamp-sig", help=argparse.SUPPRESS)
@@ -161,22 +161,25 @@ def run_serve(args: argparse.Namespace) -> int:
             relay = _worker_relay(args, wired, tmp_dir)
         except (ImportError, AttributeError, OSError) as exc:  # no unix sockets or flock on this system
             log.info("no shared worker here (%s); transferring in this process", exc)
-    unreachable = None
-    if wired is not None and config_error is None and wired.repo is not None:
-        from lfs_s3_agent.unreachable import UnreachableMark
-
-        s = wired.settings
-        unreachable = UnreachableMark(wired.repo.common_dir / "lfs-s3-agent",
-                                      s.endpoint_url or f"aws:{s.region or 'default'}", started=started)
+    unreachable = _unreachable_mark(wired, started) if wired is not None and config_error is None else None
     on_init = None
     if args.stamp and args.stamp_sig is not None and config_error is None:
         from lfs_s3_agent.launcher import write_stamp
 
         def on_init() -> None:  # the next agents' launchers answer init without starting Python
-            socket, command, limit = _stamped_worker(args, wired) if relay is not None else ("", "", None)
-            write_stamp(args.stamp, args.stamp_sig, validated_at, socket, args.stamp_margin, command, limit)
+            from lfs_s3_agent import gitrepo
 
-    first_lines = tuple(line.encode() for line in (args.first_line,) if line)
+            if wired is None or wired.repo is None:
+                return
+            try:  # read after the validation began, so a file changed since is newer than the stamp
+                files = gitrepo.config_files(wired.repo.toplevel or wired.repo.git_dir, wired.repo.git_dir)
+            except (GitError, OSError) as exc:
+                log.info("no stamp: cannot list the git config files (%s)", exc)
+                return
+            worker = _stamped_worker(args, wired, tmp_dir) if relay is not None else None
+            write_stamp(args.stamp, args.stamp_sig, validated_at, worker, args.stamp_margin, files)
+
+    first_lines = tuple(line.encode("utf-8", "surrogateescape") for line in args.first_line if line)
     try:
         return agent.serve(sys.stdin.buffer, protocol_out, store, tmp_dir=tmp_dir, config_error=config_error,
                            delegate=relay, unreachable=unreachable, first_lines=first_lines, on_init=on_init,
@@ -201,20 +204,35 @@ def _shared_worker_args(args: argparse.Namespace) -> list[str]:
     return worker_args
 
 
-def _stamped_worker(args: argparse.Namespace, wired: Any) -> tuple[str, str, int | None]:
-    """What a stamp records of this agent's shared worker: its socket, its ``worker run`` arguments
-    (sh-quoted) and the largest object it takes (the launcher starts it early: ``launcher.py``)."""
+def _unreachable_mark(wired: Any, started: float) -> Any:
+    """The mark this repository's agents share when the endpoint cannot be reached (``unreachable``)."""
+    from lfs_s3_agent.unreachable import UnreachableMark
+
+    if wired.repo is None:
+        return None
+    s = wired.settings
+    return UnreachableMark(wired.repo.common_dir / "lfs-s3-agent", s.endpoint_url or f"aws:{s.region or 'default'}",
+                           started=started)
+
+
+def _stamped_worker(args: argparse.Namespace, wired: Any, tmp_dir: Any) -> Any:
+    """What a stamp records of this agent's shared worker (``launcher.StampedWorker``); None if it has none."""
     import shlex
 
     from lfs_s3_agent import rendezvous
+    from lfs_s3_agent.launcher import StampedWorker
 
     try:
         key = rendezvous.key_for(wired.resolved)
         socket = str(rendezvous.socket_path(rendezvous.runtime_dir(), key))
     except (rendezvous.RendezvousError, OSError):
-        return "", "", None
-    command = shlex.join(["worker", "run", "--key", key, *_shared_worker_args(args)])
-    return socket, command, int(wired.settings.multipart_threshold)
+        return None
+    mark = _unreachable_mark(wired, 0.0)
+    return StampedWorker(
+        socket=socket, command=shlex.join(["worker", "run", "--key", key, *_shared_worker_args(args)]),
+        limit=int(wired.settings.multipart_threshold), config=rendezvous.config_digest_for(wired.resolved),
+        tmp_dir=str(tmp_dir), mark=mark.path if mark is not None else "",
+        package=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _worker_relay(args: argparse.Namespace, wired: Any, tmp_dir: Any) -> Any:
@@ -238,7 +256,7 @@ def _worker_relay(args: argparse.Namespace, wired: Any, tmp_dir: Any) -> Any:
             # start that worker in vain at every command. Point the stamp at ours.
             from lfs_s3_agent.launcher import STAMP_NAME, restamp_worker
 
-            restamp_worker(wired.repo.git_dir / STAMP_NAME, *_stamped_worker(args, wired))
+            restamp_worker(wired.repo.git_dir / STAMP_NAME, _stamped_worker(args, wired, tmp_dir))
         return rendezvous.connect(key, worker_args, cwd=cwd), key
 
     return WorkerRelay(connect, max_size=wired.settings.multipart_threshold, tmp_dir=tmp_dir)

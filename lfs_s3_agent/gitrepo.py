@@ -65,6 +65,29 @@ def committed_file(rev: str, path: str, cwd: str | os.PathLike[str] | None = Non
     return proc.stdout if proc.returncode == 0 else None
 
 
+def config_files(cwd: str | os.PathLike[str], git_dir: str | os.PathLike[str]) -> list[str]:
+    """Every file git config reads in ``cwd`` (a work tree's top or a git dir: git names files relative
+    to it), included ones too (absolute paths, in git's order), and
+    ``<git dir>/HEAD`` when an ``includeIf "onbranch:..."`` makes what is read depend on the branch.
+
+    What the launcher's stamp must be newer than for the settings it validated to still hold.
+    """
+    proc = git("config", "--includes", "--list", "--show-origin", "-z", cwd=cwd, check=False)
+    if proc.returncode not in (0, 1):
+        raise GitError(f"cannot read git config: {proc.stderr.strip()}")
+    entries = proc.stdout.split("\0")
+    files: list[str] = []
+    for origin, entry in zip(entries[0::2], entries[1::2], strict=False):
+        path = os.path.abspath(os.path.join(cwd, origin[5:])) if origin.startswith("file:") else None
+        if path is not None and path not in files:
+            files.append(path)
+        if entry.lower().startswith("includeif.onbranch:"):
+            head = os.path.join(os.fspath(git_dir), "HEAD")
+            if head not in files:
+                files.append(head)
+    return files
+
+
 def read_config(pattern: str, cwd: str | os.PathLike[str] | None = None,
                 scope: str | None = None) -> list[tuple[str, str]]:
     """All (key, value) pairs whose key matches the regex, in git's precedence order (last wins)."""

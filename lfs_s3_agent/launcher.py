@@ -22,8 +22,15 @@ runs is a sh script that:
   512 MiB). Waiting for the request costs a small transfer only the time git-lfs takes to start its
   other agents (a few ms each);
 - ``exec``s Python at the first transfer request, handing it the init line it already answered and
-  the request. Settings that changed in a way the stamp cannot see (an ``include.path`` file) are
-  still checked there: every request then fails with code 32 and the reason.
+  the request: for an object the shared worker takes, the thin relay (``thinrelay.py``: ``python -S``,
+  ~45 ms of CPU where the full agent costs ~200 ms), which relays it and the session's next small
+  objects to the worker and ``exec``s the full agent for anything else; otherwise the full agent.
+
+The stamp also lists every file git config read at the validation (``include.path`` files too,
+``gitrepo.config_files``): one that is newer than the stamp or gone sends the launcher to Python
+for the init, since the thin relay trusts the stamp's settings. (A change no file time shows,
+such as an included file that did not exist at the validation being created, is not seen until
+another config source changes.)
 
 The launcher finds the repository with ``git rev-parse``, so one script serves every repository of
 this user and interpreter: ``$XDG_DATA_HOME/lfs-s3-agent/agent-<hash of the interpreter>.sh``
@@ -46,6 +53,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from lfs_s3_agent import settings
 from lfs_s3_agent.errors import ConfigError
@@ -109,6 +117,14 @@ nl='
 '
 IFS= read -r init || [ -n "$init" ] || exit 0
 slow() {{ exec "$py" -m lfs_s3_agent "$@" --first-line "$init"; }}
+thin='import sys
+sys.path.append(sys.argv[1])
+try:
+    from lfs_s3_agent.thinrelay import main
+except ImportError:
+    import os
+    os.execv(sys.argv[2], [sys.argv[2], "-m", "lfs_s3_agent", *sys.argv[8:]])
+main(sys.argv[2:])'
 case $init in
 *'"event":"init"'*) ;;
 *) slow "$@" ;;
@@ -129,19 +145,26 @@ stamp=$gd/{STAMP_NAME}
 global=${{GIT_CONFIG_GLOBAL:-$HOME/.gitconfig}}
 xdg=${{XDG_CONFIG_HOME:-$HOME/.config}}/git/config
 system=${{GIT_CONFIG_SYSTEM:-/etc/gitconfig}}
-sig="v2|$gd|$cd|$top|$*|{env_sig}|"
+sig="v3|$gd|$cd|$top|$*|{env_sig}|"
 for f in "$cd/config" "$gd/config.worktree" "$top/{settings.SETTINGS_FILE}" "$global" "$xdg" "$system"; do
   if [ -e "$f" ]; then sig="${{sig}}1"; else sig="${{sig}}0"; fi
 done
 slowinit() {{ exec "$py" -m lfs_s3_agent "$@" --stamp "$stamp" --stamp-sig "$sig" \\
   --stamp-margin {margin:g} --first-line "$init"; }}
 case $sig in *"$nl"*) slow "$@" ;; esac
-saved= sock= wcmd= limit=
-[ -f "$stamp" ] && {{ IFS= read -r saved; IFS= read -r sock; IFS= read -r wcmd; IFS= read -r limit; }} < "$stamp"
+saved= sock= wcmd= limit= cfg= tmpd= mark= pkg= files=
+[ -f "$stamp" ] && {{ IFS= read -r saved; IFS= read -r sock; IFS= read -r wcmd; IFS= read -r limit
+  IFS= read -r cfg; IFS= read -r tmpd; IFS= read -r mark; IFS= read -r pkg
+  while IFS= read -r f; do files=$files$f$nl; done; }} < "$stamp"
 [ "$saved" = "$sig" ] || slowinit "$@"
 for f in "$cd/config" "$gd/config.worktree" "$top/{settings.SETTINGS_FILE}" "$global" "$xdg" "$system"; do
   if [ "$f" -nt "$stamp" ]; then slowinit "$@"; fi
 done
+IFS=$nl
+for f in $files; do  # every file git config read at the validation (include.path...): still there, not newer
+  if [ ! -e "$f" ] || [ "$f" -nt "$stamp" ]; then IFS=; slowinit "$@"; fi
+done
+IFS=
 printf '{{}}\\n' || exit 0
 while IFS= read -r line || [ -n "$line" ]; do
   case $line in
@@ -154,9 +177,13 @@ while IFS= read -r line || [ -n "$line" ]; do
     size=${{line#*'"size":'}}
     size=${{size# }}
     size=${{size%%[!0-9]*}}
-    if [ -n "$size" ] && [ -n "$limit" ] && [ "$size" -le "$limit" ] 2>/dev/null && [ -n "$sock" ] \\
-        && [ -n "$wcmd" ] && [ ! -S "$sock" ] && mkdir "$sock.starting" 2>/dev/null; then
-      ( eval "set -- $wcmd"; exec "$py" -m lfs_s3_agent "$@" </dev/null >/dev/null 2>>"${{sock%.sock}}.log" ) &
+    if [ -n "$size" ] && [ -n "$limit" ] && [ "$size" -le "$limit" ] 2>/dev/null && [ -n "$sock" ]; then
+      if [ -n "$wcmd" ] && [ ! -S "$sock" ] && mkdir "$sock.starting" 2>/dev/null; then
+        ( eval "set -- $wcmd"; exec "$py" -m lfs_s3_agent "$@" </dev/null >/dev/null 2>>"${{sock%.sock}}.log" ) &
+      fi
+      # The thin relay (thinrelay.py): hands small objects to the worker without the full agent's start.
+      [ -n "$cfg" ] && [ -n "$pkg" ] && exec "$py" -S -c "$thin" "$pkg" "$py" "$sock" "$limit" "$cfg" "$tmpd" "$mark" \\
+        "$@" --answered-init "$init" --first-line "$line"
     fi
     exec "$py" -m lfs_s3_agent "$@" --answered-init "$init" --first-line "$line" ;;
   esac
@@ -209,19 +236,40 @@ def write_launcher(fallback_dir: Path | None = None, python: str | None = None) 
     raise ConfigError(f"cannot write the agent launcher {candidates[0]}: {error}")
 
 
-def write_stamp(path: str, signature: str, validated_at: float, worker_socket: str = "",
-                margin: float = STAMP_MARGIN, worker_command: str = "", worker_limit: int | None = None) -> None:
-    """Record that the settings the launcher described by ``signature`` were valid at ``validated_at``,
-    where their shared worker listens, how to start it (``lfs_s3_agent`` arguments, sh-quoted) and
-    the largest object it takes (``worker_limit``, bytes): the launcher starts it early, at the first
-    request for such an object, when it does not listen."""
-    if any("\n" in text for text in (signature, worker_socket, worker_command)):
+class StampedWorker(NamedTuple):
+    """What a stamp records of the shared worker: for the launcher, which starts it early at the first
+    request for an object it takes, and for the thin relay (``thinrelay.py``), which relays to it."""
+
+    socket: str  #: where it listens
+    command: str  #: its ``lfs_s3_agent worker run`` arguments, sh-quoted
+    limit: int  #: the largest object it takes (bytes): ``multipart_threshold``
+    config: str  #: the settings half of its key (``workerkey.config_digest``)
+    tmp_dir: str  #: git-lfs's lfs/tmp, where downloads are made
+    mark: str  #: the path of the endpoint-unreachable mark (``unreachable``)
+    package: str  #: the directory that holds the ``lfs_s3_agent`` package (``python -S`` needs it on sys.path)
+
+    def lines(self) -> list[str]:
+        return [self.socket, self.command, str(self.limit), self.config, self.tmp_dir, self.mark, self.package]
+
+
+#: Lines of a stamp before its list of config files: the signature and a ``StampedWorker``.
+STAMP_HEAD = 1 + len(StampedWorker._fields)
+
+
+def write_stamp(path: str, signature: str, validated_at: float, worker: StampedWorker | None = None,
+                margin: float = STAMP_MARGIN, config_files: list[str] | tuple[str, ...] = ()) -> None:
+    """Record that the settings the launcher described by ``signature`` were valid at ``validated_at``
+    (the file's mtime, ``margin`` seconds earlier), their shared worker (``StampedWorker``), and the config
+    files they were read from besides the launcher's fixed list (``include.path`` files and the like:
+    ``gitrepo.config_files``), which the launcher also checks."""
+    worker_lines = worker.lines() if worker is not None else [""] * len(StampedWorker._fields)
+    lines = [signature, *worker_lines, *config_files]
+    if any("\n" in line for line in lines):
         return
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    limit = "" if worker_limit is None else str(worker_limit)
     try:
-        tmp.write_text(f"{signature}\n{worker_socket}\n{worker_command}\n{limit}\n", encoding="utf-8")
+        tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
         when = validated_at - margin
         os.utime(tmp, (when, when))
         os.replace(tmp, target)
@@ -229,25 +277,27 @@ def write_stamp(path: str, signature: str, validated_at: float, worker_socket: s
         tmp.unlink(missing_ok=True)  # only an optimisation: the next agent validates again
 
 
-def restamp_worker(path: Path, worker_socket: str, worker_command: str, worker_limit: int | None) -> None:
+def restamp_worker(path: Path, worker: StampedWorker | None) -> None:
     """Point an existing stamp at another shared worker, keeping its signature and its date.
 
     Keeping both means this can never make settings look validated that were not: a stamp whose
     signature or date no longer holds still sends the launcher to Python for the init.
     """
-    if not worker_socket or "\n" in worker_socket + worker_command:
+    if worker is None or any("\n" in line for line in worker.lines()):
         return
     try:
         st = path.stat()
         lines = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError):
         return
-    limit = "" if worker_limit is None else str(worker_limit)
-    if len(lines) < 4 or lines[1:4] == [worker_socket, worker_command, limit]:
+    if lines[-1:] == [""]:
+        lines.pop()  # the last line's newline
+    if len(lines) < STAMP_HEAD or lines[1:STAMP_HEAD] == worker.lines():
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(f"{lines[0]}\n{worker_socket}\n{worker_command}\n{limit}\n", encoding="utf-8")
+        new = [lines[0], *worker.lines(), *lines[STAMP_HEAD:]]
+        tmp.write_text("".join(f"{line}\n" for line in new), encoding="utf-8")
         os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
         os.replace(tmp, path)
     except OSError:

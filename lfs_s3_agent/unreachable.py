@@ -32,6 +32,13 @@ class UnreachableMark:
         self.path = os.path.join(os.fspath(directory), f"unreachable-{digest}")
         self.started = time.time() if started is None else started
 
+    @classmethod
+    def at(cls, path: str, *, started: float) -> UnreachableMark:
+        """The mark at ``path`` (``self.path`` of one made by endpoint, as a launcher's stamp records it)."""
+        mark = cls.__new__(cls)
+        mark.path, mark.started = path, started
+        return mark
+
     def check(self) -> str | None:
         """The message of a failure recorded since this process started, else None."""
         try:

@@ -28,7 +28,10 @@ def counting_python(tmp_path: Path) -> tuple[str, Path]:
     """A stand-in interpreter that records each start and then runs the real one."""
     log = tmp_path / "python-starts.log"
     fake = tmp_path / "counting python"
-    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {shlex.quote(str(log))}\n'
+    # One line per start, in one write (a worker may start at the same moment as an agent), and the
+    # thin relay's ``-c`` program, which spans several lines, on it.
+    fake.write_text(f'#!/bin/sh\nline=$(printf "%s" "$*" | tr "\\n" " ")\n'
+                    f'printf "%s\\n" "$line" >> {shlex.quote(str(log))}\n'
                     f'exec {shlex.quote(sys.executable)} "$@"\n')
     fake.chmod(0o755)
     return str(fake), log
@@ -230,8 +233,8 @@ def test_stamps_are_dated_by_what_the_shell_can_compare(tmp_path: Path) -> None:
     margin = launcher.STAMP_MARGIN_NS if ns else launcher.STAMP_MARGIN
     assert f"--stamp-margin {margin:g} " in path.read_text()
     stamp = tmp_path / "stamp"
-    launcher.write_stamp(str(stamp), "sig", 1000.0, "/run/x.sock", margin)
-    assert stamp.read_text() == "sig\n/run/x.sock\n\n\n" and stamp.stat().st_mtime == 1000.0 - margin
+    launcher.write_stamp(str(stamp), "sig", 1000.0, None, margin)
+    assert stamp.read_text() == "sig\n" + "\n" * 7 and stamp.stat().st_mtime == 1000.0 - margin
     assert not launcher.shell_compares_nanoseconds(str(tmp_path / "no-such-shell"))
 
 

@@ -11,8 +11,8 @@ It trusts what the launcher trusts: the stamp, valid while no config source chan
 half is computed here, so a changed ``AWS_PROFILE``, credentials file or proxy still means
 another worker. Everything else goes to the full agent, by ``exec`` in this same process (git-lfs
 sees one agent), with the lines not yet answered: a request for a large object, a line that is
-not a transfer request, a worker that cannot be reached, an environment the stamp's worker does
-not serve, or explicit logging options (the full agent owns log files and levels).
+not a transfer request, a worker that cannot be reached, or an environment the stamp's worker
+does not serve. The worker's log lines are written where and as the full agent would write them.
 
 argv (after ``-c``'s): PACKAGE_DIR PYTHON SOCKET LIMIT CONFIG_DIGEST TMP_DIR MARK AGENT_ARGS...
 ``--answered-init`` INIT ``--first-line`` LINE (``launcher.launcher_script``).
@@ -34,8 +34,6 @@ from lfs_s3_agent.relay import ProgressGuard, WorkerRelay, WorkerUnavailable, fa
 from lfs_s3_agent.unreachable import UnreachableMark
 
 _LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
-#: Agent options that only the full agent handles.
-_FULL_AGENT_OPTIONS = ("--log-file", "--log-level")
 
 
 class StdinLines:
@@ -93,13 +91,44 @@ def process_started() -> float:
     return min(started, now)
 
 
-def log_to_stderr(level: int, message: str) -> None:
-    """The worker's log lines, as the full agent prints them (``cli.setup_logging``): warnings and
-    errors, and info too under ``GIT_TRACE``."""
-    trace = os.environ.get("GIT_TRACE", "") not in ("", "0", "false")
-    if level >= (20 if trace else 30):
-        sys.stderr.write(printable(f"lfs-s3-agent[{os.getpid()}] {_LEVELS.get(level, 'INFO')} {message}") + "\n")
+class LogSink:
+    """The worker's log lines, written as the full agent writes its own (``cli.setup_logging``): to
+    ``--log-file`` / ``LFS_S3_LOG_FILE`` or stderr, from ``--log-level`` / ``LFS_S3_LOG_LEVEL`` up (default:
+    warnings, and info too under ``GIT_TRACE``)."""
+
+    def __init__(self, agent_args: list[str]) -> None:
+        options = _options(agent_args)
+        trace = os.environ.get("GIT_TRACE", "") not in ("", "0", "false")
+        level = options.get("--log-level") or os.environ.get("LFS_S3_LOG_LEVEL") or ("info" if trace else "warning")
+        self.threshold = {"debug": 10, "info": 20, "warning": 30, "error": 40}.get(level.lower(), 30)
+        self.file = options.get("--log-file") or os.environ.get("LFS_S3_LOG_FILE") or None
+
+    def __call__(self, level: int, message: str) -> None:
+        if level < self.threshold:
+            return
+        line = printable(f"lfs-s3-agent[{os.getpid()}] {_LEVELS.get(level, 'INFO')} {message}") + "\n"
+        if self.file is not None:
+            try:
+                with open(self.file, "a", encoding="utf-8") as fh:
+                    fh.write(line)
+                return
+            except OSError:
+                pass  # as logging does when its file cannot be written: the line goes to stderr
+        sys.stderr.write(line)
         sys.stderr.flush()
+
+
+def _options(agent_args: list[str]) -> dict[str, str]:
+    """``--log-file``/``--log-level`` values among the agent's arguments (``--opt value`` or ``--opt=value``)."""
+    found = {}
+    for i, arg in enumerate(agent_args):
+        name, eq, value = arg.partition("=")
+        if name in ("--log-file", "--log-level"):
+            if eq:
+                found[name] = value
+            elif i + 1 < len(agent_args):
+                found[name] = agent_args[i + 1]
+    return found
 
 
 def main(argv: list[str]) -> NoReturn:
@@ -118,10 +147,6 @@ def main(argv: list[str]) -> NoReturn:
         sys.stderr.flush()
         os.execv(python, argv)  # the interpreter the launcher runs (``py=``)
 
-    if (any(arg.split("=", 1)[0] in _FULL_AGENT_OPTIONS for arg in agent_args)
-            or os.environ.get("LFS_S3_LOG_LEVEL") or os.environ.get("LFS_S3_LOG_FILE")):
-        full_agent([first.encode("utf-8", "surrogateescape")])
-
     def on_signal(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)  # unwind: the relay removes an unfinished download's temporary file
 
@@ -139,7 +164,7 @@ def main(argv: list[str]) -> NoReturn:
             raise WorkerUnavailable(f"no shared worker listens on {path}")
         return sock, key
 
-    relay = WorkerRelay(connect, max_size=int(limit), tmp_dir=tmp_dir, on_log=log_to_stderr)  # type: ignore[arg-type]
+    relay = WorkerRelay(connect, max_size=int(limit), tmp_dir=tmp_dir, on_log=LogSink(agent_args))  # type: ignore[arg-type]
     init_line = init.encode("utf-8", "surrogateescape")
     pending = [first.encode("utf-8", "surrogateescape")]
     while True:

@@ -2,8 +2,8 @@
 
 Counted, never timed: which Python programs each agent session starts (a stand-in interpreter logs
 every start), which modules the thin relay imports, and that everything it should not handle (a large
-object, a worker gone mid-session, another environment, logging options) reaches the full agent in
-the same process with nothing lost. The endpoint is 127.0.0.1:9 (nothing listens): the worker answers
+object, a worker gone mid-session, another environment) reaches the full agent in the same process
+with nothing lost. The endpoint is 127.0.0.1:9 (nothing listens): the worker answers
 the invalid oid ``zz`` with code 40 before any S3 request, which is enough to see who answered.
 """
 
@@ -76,13 +76,23 @@ def test_a_large_object_goes_to_the_full_agent_with_the_rest_of_the_session(repo
     assert len(thin_starts(log)) == 1 and "--answered-init" in full and '"size":16777217' in full
 
 
-def test_logging_options_go_to_the_full_agent(repo_dir: Path, tmp_path: Path) -> None:
+def test_the_thin_relay_logs_where_and_as_the_full_agent_would(repo_dir: Path, tmp_path: Path) -> None:
     log = validated(repo_dir, tmp_path)
-    replies, _ = session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE,
-                         env={"LFS_S3_LOG_LEVEL": "debug", "LFS_S3_LOG_FILE": str(tmp_path / "agent.log")})
+    agent_log = tmp_path / "agent.log"
+    env = {"LFS_S3_LOG_LEVEL": "debug", "LFS_S3_LOG_FILE": str(agent_log)}
+    # LFS_S3_* variables are part of the worker key (a debug agent gets a debug worker): the first session
+    # in this environment finds the stamp's worker is not its own, goes to the full agent, which repoints
+    # the stamp; the next one is the thin relay's alone.
+    session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE, env=env)
+    assert len(thin_starts(log)) == 1 and len(full_starts(log)) == 1
+    agent_log.unlink()
+    replies, stderr = session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE, env=env)
     assert replies[1]["error"]["code"] == 40  # type: ignore[index]
-    assert len(full_starts(log)) == 1
-    assert "handing small objects to the shared worker" in (tmp_path / "agent.log").read_text()
+    assert len(thin_starts(log)) == 2 and len(full_starts(log)) == 1
+    lines = agent_log.read_text().splitlines()
+    assert any(" DEBUG handing small objects to the shared worker (pid " in line for line in lines)
+    assert any(" DEBUG init: " in line for line in lines)  # the worker's own debug line, relayed
+    assert all(line.startswith("lfs-s3-agent[") for line in lines) and "DEBUG" not in stderr
 
 
 def test_a_changed_include_file_is_validated_again(repo_dir: Path, tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ import os
 import signal
 import sys
 import time
-from typing import NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn
 
 from lfs_s3_agent import workerkey
 from lfs_s3_agent.errors import BadRequest, printable
@@ -33,15 +34,24 @@ from lfs_s3_agent.protocol.lfs import TERMINATE, TRANSFER_EVENTS
 from lfs_s3_agent.relay import ProgressGuard, WorkerRelay, WorkerUnavailable, fail_fast
 from lfs_s3_agent.unreachable import UnreachableMark
 
+if TYPE_CHECKING:
+    import socket
+
 _LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 
 
 class StdinLines:
-    """Lines from fd 0, read in chunks; what is buffered can be handed to the full agent whole."""
+    """Lines from fd 0, read in chunks; what is buffered can be handed to the full agent whole.
 
-    def __init__(self) -> None:
+    A line longer than ``MAX_LINE`` (git-lfs sends a few hundred bytes) is dropped whole, as the
+    full agent's ``LineReader`` drops it, and ``on_drop`` is told.
+    """
+
+    def __init__(self, on_drop: Callable[[str], None]) -> None:
         self._buffer = b""
         self._eof = False
+        self._dropping = False  #: inside an over-long line: skip to its end
+        self._on_drop = on_drop
 
     def next(self) -> bytes | None:
         """The next non-blank line without its newline; None at end of input."""
@@ -49,14 +59,19 @@ class StdinLines:
             newline = self._buffer.find(b"\n")
             if newline >= 0:
                 line, self._buffer = self._buffer[:newline].strip(), self._buffer[newline + 1:]
-                if line:
+                if not self._dropping and len(line) > MAX_LINE:
+                    self._on_drop(f"ignoring request line: request line longer than {MAX_LINE} bytes")
+                elif not self._dropping and line:
                     return line
+                self._dropping = False
                 continue
             if self._eof:
                 line, self._buffer = self._buffer.strip(), b""
-                return line or None
+                return None if self._dropping or not line else line
             if len(self._buffer) > MAX_LINE:
-                self._buffer = b""  # the full agent's LineReader drops such lines too; so does git-lfs never send one
+                if not self._dropping:
+                    self._on_drop(f"ignoring request line: request line longer than {MAX_LINE} bytes")
+                self._buffer, self._dropping = b"", True
             chunk = os.read(0, 65536)
             if not chunk:
                 self._eof = True
@@ -136,7 +151,8 @@ def main(argv: list[str]) -> NoReturn:
     if len(rest) < 4 or rest[-4] != "--answered-init" or rest[-2] != "--first-line":
         raise SystemExit("lfs-s3-agent thin relay: started with unexpected arguments; run `lfs-s3-agent install`")
     agent_args, init, first = rest[:-4], rest[-3], rest[-1]
-    lines = StdinLines()
+    log = LogSink(agent_args)
+    lines = StdinLines(lambda message: log(40, message))
 
     def full_agent(pending: list[bytes]) -> NoReturn:
         """Become the full agent (same process), handing it the lines not yet answered."""
@@ -154,7 +170,7 @@ def main(argv: list[str]) -> NoReturn:
     mark = UnreachableMark.at(mark_path, started=process_started())
     writer = ProgressGuard(sys.stdout.buffer, mark)
 
-    def connect() -> tuple[object, str]:
+    def connect() -> tuple[socket.socket, str]:
         key = workerkey.combine(config, workerkey.environment_digest())
         path = workerkey.socket_path(workerkey.runtime_dir(), key)
         if path != sock_path:
@@ -164,7 +180,7 @@ def main(argv: list[str]) -> NoReturn:
             raise WorkerUnavailable(f"no shared worker listens on {path}")
         return sock, key
 
-    relay = WorkerRelay(connect, max_size=int(limit), tmp_dir=tmp_dir, on_log=LogSink(agent_args))  # type: ignore[arg-type]
+    relay = WorkerRelay(connect, max_size=int(limit), tmp_dir=tmp_dir, on_log=log)
     init_line = init.encode("utf-8", "surrogateescape")
     pending = [first.encode("utf-8", "surrogateescape")]
     while True:
@@ -187,7 +203,7 @@ def main(argv: list[str]) -> NoReturn:
     if os.environ.get("LFS_S3_STATS_FILE"):
         from lfs_s3_agent.procstats import write_stats
 
-        write_stats(os.environ["LFS_S3_STATS_FILE"], {})
+        write_stats(os.environ["LFS_S3_STATS_FILE"], {}, role="relay")
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

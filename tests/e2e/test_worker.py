@@ -78,6 +78,35 @@ def test_small_objects_go_through_one_warm_worker_large_ones_stay_in_the_agent(
     assert calls(pulled, "agent") == {"GetObject": 2}  # the large object, in two ranges
 
 
+def test_small_objects_of_a_warm_push_and_pull_go_through_thin_relays(make_clone: Any, tmp_path: Path) -> None:
+    """Once the settings are validated, the agents git-lfs starts for small objects are thin relays
+    (``role: relay`` in the stats), never the full agent, and the objects arrive intact."""
+    path = tmp_path / "stats.jsonl"
+    env = {"LFS_S3_STATS_FILE": str(path)}  # the same in every command: it is part of the worker key
+    a = make_clone("a")
+    a.run("lfs", "track", "*.bin")
+    small_files(a, 2)
+    commit_all(a, "one")
+    a.run("push", "origin", "HEAD:main", env=env)  # validates the settings in this environment
+    before = len(stats(path))
+    files = {f"more/{i:03d}.bin": os.urandom(3000 + i) for i in range(24)}
+    for name, data in files.items():
+        (a.path / name).parent.mkdir(parents=True, exist_ok=True)
+        (a.path / name).write_bytes(data)
+    commit_all(a, "two")
+    a.run("push", "origin", "HEAD:main", env=env)
+    pushed = stats(path)[before:]
+    assert pushed and {r["role"] for r in pushed} == {"relay"}
+
+    b = make_clone("b")
+    b.run("lfs", "pull", "-I", "small/000.bin", env=env)  # validates b's settings
+    before = len(stats(path))
+    b.run("lfs", "pull", env=env)
+    pulled = stats(path)[before:]
+    assert pulled and {r["role"] for r in pulled} == {"relay"}
+    assert tree_digests(b.path) == tree_digests(a.path)
+
+
 def test_the_worker_stays_warm_between_git_commands_and_exits_when_idle(make_clone: Any) -> None:
     # Idle time well above the gap between the two pushes (> 2 s on a loaded machine, or over TLS to RGW:
     # then a second worker served the second push and the check below failed although nothing was wrong).

@@ -15,10 +15,12 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from lfs_s3_agent import launcher, rendezvous, thinrelay
+from lfs_s3_agent.protocol.framing import MAX_LINE
 from lfs_s3_agent.unreachable import NOTE, UnreachableMark
 from tests.functional.test_launcher import (
     BAD_DOWNLOAD,
@@ -169,18 +171,24 @@ def test_an_unreachable_mark_fails_requests_at_once(repo_dir: Path, tmp_path: Pa
     assert rendezvous.workers(rendezvous.runtime_dir()) == []  # nothing was relayed
 
 
-def test_stdin_lines_hand_over_what_was_read(monkeypatch: object, tmp_path: Path) -> None:
+def test_stdin_lines_hand_over_what_was_read() -> None:
     r, w = os.pipe()
     os.write(w, b'{"a":1}\n\n{"b":2}\n{"c":')
     saved = os.dup(0)
     os.dup2(r, 0)
     try:
-        lines = thinrelay.StdinLines()
+        dropped: list[str] = []
+        lines = thinrelay.StdinLines(dropped.append)
         assert lines.next() == b'{"a":1}'
         os.write(w, b"3}\n")
-        os.close(w)
         assert lines.rest() == [b'{"b":2}', b'{"c":3}']  # a partial line is read to its end first
+        # An over-long line is dropped whole, and said so (written from a thread: it overfills the pipe).
+        writer = threading.Thread(target=lambda: (os.write(w, b"x" * (MAX_LINE + 10) + b'yyy\n{"d":4}\n'),
+                                                  os.close(w)))
+        writer.start()
+        assert lines.next() == b'{"d":4}' and len(dropped) == 1
         assert lines.next() is None
+        writer.join()
     finally:
         os.dup2(saved, 0)
         os.close(saved)

@@ -171,10 +171,18 @@ def run_serve(args: argparse.Namespace) -> int:
 
             if wired is None or wired.repo is None:
                 return
+            repo = wired.repo
             try:  # read after the validation began, so a file changed since is newer than the stamp
-                files = gitrepo.config_files(wired.repo.toplevel or wired.repo.git_dir, wired.repo.git_dir)
+                files = gitrepo.config_files(repo.toplevel or repo.git_dir, repo.git_dir)
+                if repo.toplevel is not None:
+                    settings_file = repo.toplevel / settings.SETTINGS_FILE
+                    files.append(str(settings_file))
+                    if not settings_file.exists():  # read as committed at HEAD, if it is there: HEAD counts too
+                        blob = gitrepo.committed_file("HEAD", settings.SETTINGS_FILE, cwd=repo.toplevel)
+                        files += gitrepo.head_files(repo.toplevel, repo.git_dir, repo.common_dir,
+                                                    committed=blob is not None)
             except (GitError, OSError) as exc:
-                log.info("no stamp: cannot list the git config files (%s)", exc)
+                log.info("no stamp: cannot list the files the settings come from (%s)", exc)
                 return
             worker = _stamped_worker(args, wired, tmp_dir) if relay is not None else None
             write_stamp(args.stamp, args.stamp_sig, validated_at, worker, args.stamp_margin, files)
@@ -565,7 +573,7 @@ def run_config(args: argparse.Namespace) -> int:
 COMMANDS: tuple[Command, ...] = (
     Command("serve", "the transfer agent git-lfs runs (not for humans)",
             "Speak git-lfs's custom transfer protocol on stdin/stdout. git-lfs starts this; `install` configures it.",
-            ("git config lfs.customtransfer.lfs-s3-agent.args '-m lfs_s3_agent serve'   # what install configures",),
+            ("git config lfs.customtransfer.lfs-s3-agent.args '-P -m lfs_s3_agent serve'   # what install configures",),
             _serve_args, run_serve),
     Command("install", "configure this repository (or, with --global, your remotes) to use the agent",
             "Write the git config git-lfs needs to use lfs-s3-agent as its standalone transfer agent, and the given "

@@ -88,6 +88,21 @@ def config_files(cwd: str | os.PathLike[str], git_dir: str | os.PathLike[str]) -
     return files
 
 
+def head_files(cwd: str | os.PathLike[str], git_dir: str | os.PathLike[str], common_dir: str | os.PathLike[str],
+               *, committed: bool) -> list[str]:
+    """What settings read from ``HEAD`` (``settings.read_committed_settings``) depend on: ``HEAD`` (a checkout
+    moves it), and when the settings file is ``committed`` at ``HEAD``, the files that hold the commit it
+    names (its branch's ref, ``packed-refs``), which every commit changes."""
+    files = [os.path.join(os.fspath(git_dir), "HEAD")]
+    if committed:
+        files.append(os.path.join(os.fspath(common_dir), "packed-refs"))
+        proc = git("rev-parse", "--symbolic-full-name", "HEAD", cwd=cwd, check=False)
+        ref = proc.stdout.strip()
+        if proc.returncode == 0 and ref.startswith("refs/"):
+            files.append(os.path.join(os.fspath(common_dir), *ref.split("/")))
+    return files
+
+
 def read_config(pattern: str, cwd: str | os.PathLike[str] | None = None,
                 scope: str | None = None) -> list[tuple[str, str]]:
     """All (key, value) pairs whose key matches the regex, in git's precedence order (last wins)."""

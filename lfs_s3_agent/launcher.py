@@ -26,11 +26,17 @@ runs is a sh script that:
   ~45 ms of CPU where the full agent costs ~200 ms), which relays it and the session's next small
   objects to the worker and ``exec``s the full agent for anything else; otherwise the full agent.
 
-The stamp also lists every file git config read at the validation (``include.path`` files too,
-``gitrepo.config_files``): one that is newer than the stamp or gone sends the launcher to Python
-for the init, since the thin relay trusts the stamp's settings. (A change no file time shows,
-such as an included file that did not exist at the validation being created, is not seen until
-another config source changes.)
+The stamp also lists every file the settings were read from (git config files with their
+``include.path`` files, ``gitrepo.config_files``; the settings file; ``HEAD`` and its branch when the
+settings came from ``HEAD``), each with its identity: one that is newer than the stamp or gone sends
+the launcher to Python for the init, and one replaced without a newer mtime (``mv``, a symlink pointed
+elsewhere) is caught by the thin relay, which removes the stamp; the thin relay trusts the stamp's
+settings, so nothing else may change them unseen. (An included file that did not exist at the
+validation, and is created later with an old mtime, is still not seen.)
+
+Every Python start here is ``python -P``: git-lfs runs agents in the work tree, and without ``-P``
+the current directory comes first on ``sys.path``, so a repository that commits an
+``lfs_s3_agent/`` folder would run its own code as the agent, with the user's credentials.
 
 The launcher finds the repository with ``git rev-parse``, so one script serves every repository of
 this user and interpreter: ``$XDG_DATA_HOME/lfs-s3-agent/agent-<hash of the interpreter>.sh``
@@ -55,7 +61,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from lfs_s3_agent import settings
+from lfs_s3_agent import settings, thinrelay
 from lfs_s3_agent.errors import ConfigError
 
 LAUNCHER_MARK = "# lfs-s3-agent launcher"
@@ -115,15 +121,16 @@ def launcher_script(python: str | None = None, margin: float = STAMP_MARGIN) -> 
 py={py}
 nl='
 '
+tab='	'
 IFS= read -r init || [ -n "$init" ] || exit 0
-slow() {{ exec "$py" -m lfs_s3_agent "$@" --first-line "$init"; }}
+slow() {{ exec "$py" -P -m lfs_s3_agent "$@" --first-line "$init"; }}
 thin='import sys
 sys.path.append(sys.argv[1])
 try:
     from lfs_s3_agent.thinrelay import main
 except ImportError:
     import os
-    os.execv(sys.argv[2], [sys.argv[2], "-m", "lfs_s3_agent", *sys.argv[8:]])
+    os.execv(sys.argv[2], [sys.argv[2], "-P", "-m", "lfs_s3_agent", *sys.argv[5:]])
 main(sys.argv[2:])'
 case $init in
 *'"event":"init"'*) ;;
@@ -149,13 +156,13 @@ sig="v3|$gd|$cd|$top|$*|{env_sig}|"
 for f in "$cd/config" "$gd/config.worktree" "$top/{settings.SETTINGS_FILE}" "$global" "$xdg" "$system"; do
   if [ -e "$f" ]; then sig="${{sig}}1"; else sig="${{sig}}0"; fi
 done
-slowinit() {{ exec "$py" -m lfs_s3_agent "$@" --stamp "$stamp" --stamp-sig "$sig" \\
+slowinit() {{ exec "$py" -P -m lfs_s3_agent "$@" --stamp "$stamp" --stamp-sig "$sig" \\
   --stamp-margin {margin:g} --first-line "$init"; }}
 case $sig in *"$nl"*) slow "$@" ;; esac
 saved= sock= wcmd= limit= cfg= tmpd= mark= pkg= files=
 [ -f "$stamp" ] && {{ IFS= read -r saved; IFS= read -r sock; IFS= read -r wcmd; IFS= read -r limit
   IFS= read -r cfg; IFS= read -r tmpd; IFS= read -r mark; IFS= read -r pkg
-  while IFS= read -r f; do files=$files$f$nl; done; }} < "$stamp"
+  while IFS= read -r f; do case $f in absent"$tab"*) ;; *) files=$files${{f#*"$tab"}}$nl ;; esac; done; }} < "$stamp"
 [ "$saved" = "$sig" ] || slowinit "$@"
 for f in "$cd/config" "$gd/config.worktree" "$top/{settings.SETTINGS_FILE}" "$global" "$xdg" "$system"; do
   if [ "$f" -nt "$stamp" ]; then slowinit "$@"; fi
@@ -179,13 +186,13 @@ while IFS= read -r line || [ -n "$line" ]; do
     size=${{size%%[!0-9]*}}
     if [ -n "$size" ] && [ -n "$limit" ] && [ "$size" -le "$limit" ] 2>/dev/null && [ -n "$sock" ]; then
       if [ -n "$wcmd" ] && [ ! -S "$sock" ] && mkdir "$sock.starting" 2>/dev/null; then
-        ( eval "set -- $wcmd"; exec "$py" -m lfs_s3_agent "$@" </dev/null >/dev/null 2>>"${{sock%.sock}}.log" ) &
+        ( eval "set -- $wcmd"; exec "$py" -P -m lfs_s3_agent "$@" </dev/null >/dev/null 2>>"${{sock%.sock}}.log" ) &
       fi
       # The thin relay (thinrelay.py): hands small objects to the worker without the full agent's start.
-      [ -n "$cfg" ] && [ -n "$pkg" ] && exec "$py" -S -c "$thin" "$pkg" "$py" "$sock" "$limit" "$cfg" "$tmpd" "$mark" \\
+      [ -n "$cfg" ] && [ -n "$pkg" ] && exec "$py" -P -S -c "$thin" "$pkg" "$py" "$stamp" "$sig" \\
         "$@" --answered-init "$init" --first-line "$line"
     fi
-    exec "$py" -m lfs_s3_agent "$@" --answered-init "$init" --first-line "$line" ;;
+    exec "$py" -P -m lfs_s3_agent "$@" --answered-init "$init" --first-line "$line" ;;
   esac
   line=
 done
@@ -253,17 +260,20 @@ class StampedWorker(NamedTuple):
 
 
 #: Lines of a stamp before its list of config files: the signature and a ``StampedWorker``.
-STAMP_HEAD = 1 + len(StampedWorker._fields)
+STAMP_HEAD = thinrelay.STAMP_HEAD
+assert len(StampedWorker._fields) + 1 == STAMP_HEAD  # the thin relay reads what write_stamp writes
 
 
 def write_stamp(path: str, signature: str, validated_at: float, worker: StampedWorker | None = None,
                 margin: float = STAMP_MARGIN, config_files: list[str] | tuple[str, ...] = ()) -> None:
     """Record that the settings the launcher described by ``signature`` were valid at ``validated_at``
-    (the file's mtime, ``margin`` seconds earlier), their shared worker (``StampedWorker``), and the config
-    files they were read from besides the launcher's fixed list (``include.path`` files and the like:
-    ``gitrepo.config_files``), which the launcher also checks."""
+    (the file's mtime, ``margin`` seconds earlier), their shared worker (``StampedWorker``), and every file
+    they were read from (git config files with their includes: ``gitrepo.config_files``; the settings file;
+    ``HEAD`` and its branch when the settings came from ``HEAD``), each with its identity
+    (``thinrelay.file_identity``): the launcher checks that none is newer than the stamp or gone, and the
+    thin relay that none was replaced with an older-dated file (``mv``, a symlink pointed elsewhere)."""
     worker_lines = worker.lines() if worker is not None else [""] * len(StampedWorker._fields)
-    lines = [signature, *worker_lines, *config_files]
+    lines = [signature, *worker_lines, *(f"{thinrelay.file_identity(f)}\t{f}" for f in config_files)]
     if any("\n" in line for line in lines):
         return
     target = Path(path)
@@ -280,8 +290,9 @@ def write_stamp(path: str, signature: str, validated_at: float, worker: StampedW
 def restamp_worker(path: Path, worker: StampedWorker | None) -> None:
     """Point an existing stamp at another shared worker, keeping its signature and its date.
 
-    Keeping both means this can never make settings look validated that were not: a stamp whose
-    signature or date no longer holds still sends the launcher to Python for the init.
+    Only a stamp for the same settings (the same settings digest: only the environment the key
+    hashes differs) is repointed, and its signature and date are kept: this can never make settings
+    look validated that were not.
     """
     if worker is None or any("\n" in line for line in worker.lines()):
         return
@@ -294,6 +305,8 @@ def restamp_worker(path: Path, worker: StampedWorker | None) -> None:
         lines.pop()  # the last line's newline
     if len(lines) < STAMP_HEAD or lines[1:STAMP_HEAD] == worker.lines():
         return
+    if lines[1 + StampedWorker._fields.index("config")] != worker.config:
+        return  # validated for other settings (newer, or older than ours): only the environment may differ
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         new = [lines[0], *worker.lines(), *lines[STAMP_HEAD:]]
@@ -317,11 +330,11 @@ def hook_script(python: str | None = None) -> str:
         "# sets what only the user may set (its warning must show in git push's output); otherwise this is\n"
         "# git-lfs's own hook.\n"
         "grep -Eqs '^[[:space:]]*(profile|ca_bundle|tls_verify)[[:space:]]*=' .lfs-s3-agent.toml && "
-        f"exec {py} -m lfs_s3_agent pre-push \"$@\"\n"
+        f"exec {py} -P -m lfs_s3_agent pre-push \"$@\"\n"
         "if [ -z \"${GIT_DIR-}${GIT_COMMON_DIR-}\" ] && [ -d .git ]; then links=.git/lfs-s3-agent/links\n"
         "else links=$(git rev-parse --path-format=absolute --git-common-dir)/lfs-s3-agent/links; fi\n"
         "for f in \"$links\"/*.json \"${links%/links}\"/imported/*; do\n"
-        f"  [ -e \"$f\" ] && exec {py} -m lfs_s3_agent pre-push \"$@\"\n"
+        f"  [ -e \"$f\" ] && exec {py} -P -m lfs_s3_agent pre-push \"$@\"\n"
         "done\n"
         "exec git lfs pre-push \"$@\"\n"
     )

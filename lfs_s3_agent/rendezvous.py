@@ -130,7 +130,9 @@ def log_path(directory: Path, key: str) -> Path:
 def start_worker(directory: Path, key: str, worker_args: list[str], *, cwd: str | None = None) -> None:
     """Start ``lfs-s3-agent worker run`` detached and wait until it says it listens."""
     logfile = log_path(directory, key)
-    command = [sys.executable, "-m", "lfs_s3_agent", "worker", "run", "--key", key, *worker_args]
+    # -P: the work tree (the current directory) is not on sys.path, so a repository cannot ship a
+    # package of this name that would run in our place.
+    command = [sys.executable, "-P", "-m", "lfs_s3_agent", "worker", "run", "--key", key, *worker_args]
     with open(logfile, "wb") as err:
         # A new session: a Ctrl-C in the terminal stops git-lfs and its agents, not the worker,
         # which notices its agents have gone. Its stdio must not be git-lfs's pipes, or git-lfs

@@ -14,12 +14,18 @@ sees one agent), with the lines not yet answered: a request for a large object, 
 not a transfer request, a worker that cannot be reached, or an environment the stamp's worker
 does not serve. The worker's log lines are written where and as the full agent would write them.
 
-argv (after ``-c``'s): PACKAGE_DIR PYTHON SOCKET LIMIT CONFIG_DIGEST TMP_DIR MARK AGENT_ARGS...
-``--answered-init`` INIT ``--first-line`` LINE (``launcher.launcher_script``).
+It also checks what the launcher's ``-nt`` cannot see: that every file the settings were read from
+is still the one the stamp recorded (inode, size, mtime, ctime: a file moved into place keeps an
+older mtime, a symlink pointed elsewhere keeps its target's). If one is not, it removes the stamp (the
+next agent validates in Python) and hands the session to the full agent.
+
+argv (after ``-c``'s): PACKAGE_DIR PYTHON STAMP SIGNATURE AGENT_ARGS... ``--answered-init`` INIT
+``--first-line`` LINE (``launcher.launcher_script``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -28,7 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from lfs_s3_agent import workerkey
-from lfs_s3_agent.errors import BadRequest, printable
+from lfs_s3_agent.errors import BadRequest, Code, printable
 from lfs_s3_agent.protocol.framing import MAX_LINE, decode_line
 from lfs_s3_agent.protocol.lfs import TERMINATE, TRANSFER_EVENTS
 from lfs_s3_agent.relay import ProgressGuard, WorkerRelay, WorkerUnavailable, fail_fast
@@ -38,6 +44,37 @@ if TYPE_CHECKING:
     import socket
 
 _LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
+#: The stamp's lines (``launcher.write_stamp``): the signature, then ``launcher.StampedWorker``'s fields,
+#: then one ``IDENTITY<TAB>PATH`` line per file the settings were read from.
+STAMP_FIELDS = ("signature", "socket", "command", "limit", "config", "tmp_dir", "mark", "package")
+STAMP_HEAD = len(STAMP_FIELDS)
+#: Longest line handed to the full agent as an argument (the kernel takes 128 KiB per argument).
+_ARG_MAX = 64 * 1024
+
+
+def file_identity(path: str) -> str:
+    """``inode:size:mtime_ns:ctime_ns`` of the file at ``path`` (symlinks followed), or ``absent``."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "absent"
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def read_stamp(path: str, signature: str) -> dict[str, str] | None:
+    """The stamp's fields, when it still has ``signature`` and every file it lists is the one recorded."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().split("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(lines) < STAMP_HEAD or lines[0] != signature:
+        return None
+    for line in lines[STAMP_HEAD:]:
+        identity, tab, file = line.partition("\t")
+        if tab and file_identity(file) != identity:
+            return None
+    return dict(zip(STAMP_FIELDS, lines, strict=False))
 
 
 class StdinLines:
@@ -147,21 +184,49 @@ def _options(agent_args: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> NoReturn:
-    python, sock_path, limit, config, tmp_dir, mark_path, *rest = argv
+    python, stamp_path, signature, *rest = argv
     if len(rest) < 4 or rest[-4] != "--answered-init" or rest[-2] != "--first-line":
         raise SystemExit("lfs-s3-agent thin relay: started with unexpected arguments; run `lfs-s3-agent install`")
     agent_args, init, first = rest[:-4], rest[-3], rest[-1]
     log = LogSink(agent_args)
     lines = StdinLines(lambda message: log(40, message))
+    writer: ProgressGuard | None = None
 
     def full_agent(pending: list[bytes]) -> NoReturn:
         """Become the full agent (same process), handing it the lines not yet answered."""
-        argv = [python, "-m", "lfs_s3_agent", *agent_args, "--answered-init", init]
+        argv = [python, "-P", "-m", "lfs_s3_agent", *agent_args, "--answered-init", init]
         for line in pending + lines.rest():
-            argv += ["--first-line", line.decode("utf-8", "surrogateescape")]
+            if b"\0" in line or len(line) > _ARG_MAX:
+                unpassable(line)  # cannot be an argument; no request that long or with a NUL is valid
+            else:
+                argv += ["--first-line", line.decode("utf-8", "surrogateescape")]
         sys.stdout.flush()
         sys.stderr.flush()
         os.execv(python, argv)  # the interpreter the launcher runs (``py=``)
+
+    def unpassable(line: bytes) -> None:
+        """Answer a line nobody can serve as the full agent would: a failed ``complete`` when it names an
+        oid (git-lfs waits for one), else a logged error."""
+        nul = ", with a NUL byte" if b"\0" in line else ""
+        message = f"request line not usable ({len(line)} bytes{nul})"
+        try:
+            oid = decode_line(line).get("oid")
+        except BadRequest as exc:
+            oid, message = None, exc.message
+        if isinstance(oid, str) and oid and writer is not None:
+            writer.write({"event": "complete", "oid": oid, "error": {"code": int(Code.BAD_REQUEST),
+                                                                     "message": f"lfs-s3-agent: {message}"}})
+        else:
+            log(40, f"ignoring request line: {message}")
+
+    stamp = read_stamp(stamp_path, signature)
+    if stamp is None:
+        # A file the settings came from was replaced without a newer mtime, or the stamp changed since the
+        # launcher read it: the next agent's launcher must validate again, and this session is the full agent's.
+        with contextlib.suppress(OSError):
+            os.unlink(stamp_path)
+        full_agent([first.encode("utf-8", "surrogateescape")])
+    sock_path, limit, config, tmp_dir, mark_path = (stamp[k] for k in ("socket", "limit", "config", "tmp_dir", "mark"))
 
     def on_signal(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)  # unwind: the relay removes an unfinished download's temporary file
@@ -189,8 +254,9 @@ def main(argv: list[str]) -> NoReturn:
             break
         try:
             raw = decode_line(line)
-        except BadRequest:
-            full_agent([line])  # it says what is wrong with the line
+        except BadRequest as exc:
+            log(40, f"ignoring request line: {exc.message}")  # as the full agent does: no oid to answer
+            continue
         if raw.get("event") == TERMINATE:
             break
         if raw.get("event") not in TRANSFER_EVENTS:

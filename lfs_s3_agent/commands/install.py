@@ -45,7 +45,7 @@ def agent_keys(scope_url: str | None = None, agent_path: Path | None = None) -> 
     base = f"lfs.customtransfer.{AGENT_NAME}"
     return {
         f"{base}.path": str(agent_path) if agent_path else sys.executable,
-        f"{base}.args": "serve" if agent_path else "-m lfs_s3_agent serve",
+        f"{base}.args": "serve" if agent_path else "-P -m lfs_s3_agent serve",
         f"{base}.concurrent": "true",
         (f"lfs.{scope_url}.standalonetransferagent" if scope_url else STANDALONE_KEY): AGENT_NAME,
     }

@@ -60,7 +60,8 @@ def install(repo: Path, python: str, *flags: str) -> None:
 def settle(repo: Path) -> None:
     """Date every config source 10 s back, as if written a while ago (the stamp is dated 2 s early)."""
     past = time.time() - 10
-    for path in (repo / ".git" / "config", Path.home() / ".gitconfig", repo / ".lfs-s3-agent.toml"):
+    for path in (repo / ".git" / "config", Path.home() / ".gitconfig", repo / ".lfs-s3-agent.toml",
+                 repo / ".git" / "HEAD"):
         if path.exists():
             os.utime(path, (past, past))
 
@@ -224,7 +225,7 @@ def test_the_hook_starts_no_python_without_link_records(repo_dir: Path, tmp_path
     links.mkdir(parents=True)
     (links / ("a" * 64 + ".json")).write_text("{}")
     subprocess.run([str(hook), "origin", "file:///nowhere"], cwd=repo_dir, input=b"", capture_output=True)
-    assert len(starts(log)) == 1 and starts(log)[0].startswith("-m lfs_s3_agent pre-push origin")
+    assert len(starts(log)) == 1 and starts(log)[0].startswith("-P -m lfs_s3_agent pre-push origin")
 
 
 def test_stamps_are_dated_by_what_the_shell_can_compare(tmp_path: Path) -> None:

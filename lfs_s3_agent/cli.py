@@ -137,7 +137,8 @@ def run_serve(args: argparse.Namespace) -> int:
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
-    signal.signal(signal.SIGTERM, _on_signal)
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal or ssh session closed
+        signal.signal(signum, _on_signal)
 
     from lfs_s3_agent import agent, wiring
 

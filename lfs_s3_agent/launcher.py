@@ -185,7 +185,9 @@ while IFS= read -r line || [ -n "$line" ]; do
     size=${{size# }}
     size=${{size%%[!0-9]*}}
     if [ -n "$size" ] && [ -n "$limit" ] && [ "$size" -le "$limit" ] 2>/dev/null && [ -n "$sock" ]; then
-      if [ -n "$wcmd" ] && [ ! -S "$sock" ] && mkdir "$sock.starting" 2>/dev/null; then
+      # Only in a runtime directory of ours (Python checks it is private before it writes the stamp; it
+      # may have been swept since and made again by someone else): no marker, no log through their links.
+      if [ -n "$wcmd" ] && [ -O "${{sock%/*}}" ] && [ ! -S "$sock" ] && mkdir "$sock.starting" 2>/dev/null; then
         ( eval "set -- $wcmd"; exec "$py" -P -m lfs_s3_agent "$@" </dev/null >/dev/null 2>>"${{sock%.sock}}.log" ) &
       fi
       # The thin relay (thinrelay.py): hands small objects to the worker without the full agent's start.

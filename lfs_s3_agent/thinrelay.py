@@ -231,7 +231,8 @@ def main(argv: list[str]) -> NoReturn:
     def on_signal(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)  # unwind: the relay removes an unfinished download's temporary file
 
-    signal.signal(signal.SIGTERM, on_signal)
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal or ssh session closed
+        signal.signal(signum, on_signal)
     mark = UnreachableMark.at(mark_path, started=process_started())
     writer = ProgressGuard(sys.stdout.buffer, mark)
 

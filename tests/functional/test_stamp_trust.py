@@ -135,6 +135,102 @@ def test_a_long_malformed_line_does_not_kill_the_agent(repo_dir: Path) -> None:
     assert proc.returncode == 0 and len(replies) == 3, proc.stderr.decode()[-2000:]
 
 
+# -- 4. A signal mid-download: no temporary file left behind -----------------------------------------
+
+class StallingProxy:
+    """Forwards to moto; the first GET of ``key`` gets half its body, then nothing until ``release``."""
+
+    def __init__(self, upstream: str, key: str) -> None:
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        self.release = threading.Event()
+        self.stalled = threading.Event()
+        host = urlsplit(upstream)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                conn = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
+                conn.request(self.command, self.path, body=body,
+                             headers={k: v for k, v in self.headers.items() if k.lower() != "connection"})
+                resp = conn.getresponse()
+                data = resp.read()
+                conn.close()
+                self.send_response(resp.status, resp.reason)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", resp.getheader("Content-Length", "0") if self.command == "HEAD"
+                                 else str(len(data)))
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                if self.command == "GET" and key in self.path and not outer.stalled.is_set():
+                    outer.stalled.set()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    outer.release.wait(30)
+                    self.close_connection = True
+                    return
+                self.wfile.write(data)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _any  # noqa: N815
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT", "SIGHUP"])  # SIGHUP: a closed terminal or ssh session
+def test_a_signal_mid_download_leaves_no_temporary_file(repo_dir: Path, moto: MotoServer, signum: str) -> None:
+    import signal
+
+    from tests.functional.test_thinrelay import Session
+
+    data = os.urandom(6 << 20)
+    oid = hashlib.sha256(data).hexdigest()
+    client = moto.client()
+    client.create_bucket(Bucket="bucket-signal")
+    client.put_object(Bucket="bucket-signal", Key=f"{oid[:2]}/{oid[2:4]}/{oid}", Body=data)
+    proxy = StallingProxy(moto.endpoint, oid)
+    try:
+        install(repo_dir, sys.executable, "--bucket", "bucket-signal", "--endpoint-url", proxy.endpoint)
+        session(repo_dir, INIT + TERMINATE)
+        session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE)
+        wait_until(lambda: len(rendezvous.workers(rendezvous.runtime_dir())) == 1, what="the worker")
+        agent = Session(repo_dir)
+        agent.proc.kill()
+        agent.proc.wait()
+        agent.proc = subprocess.Popen(["sh", "-c", "exec " + agent_command(repo_dir)], cwd=repo_dir,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert agent.ask(INIT) == {}
+        assert agent.proc.stdin is not None and agent.proc.stdout is not None
+        agent.proc.stdin.write(b'{"event":"download","oid":"%s","size":%d,"action":null}\n' % (oid.encode(), len(data)))
+        agent.proc.stdin.flush()
+        assert json.loads(agent.proc.stdout.readline())["event"] == "progress"
+        os.kill(agent.proc.pid, getattr(signal, signum))  # the sh launcher exec'd the thin relay: same pid
+        agent.proc.wait(timeout=30)
+    finally:
+        proxy.close()
+    left = list((repo_dir / ".git" / "lfs" / "tmp").glob("*"))
+    assert left == [], f"left after {signum}: {left}"
+
+
 # -- 5. A config source replaced by an older file: the stamp still holds ---------------------------
 
 def _old(*paths: Path) -> None:
@@ -223,3 +319,21 @@ def test_an_older_agent_does_not_repoint_a_newer_stamp_at_its_old_settings(repo_
     print("stamp socket", now[1], "served by", served, "old worker", old_worker["key"])
     assert served != [old_worker["key"]], "a small object of other-bucket's settings went to some-bucket's worker"
     assert now[4] == validated[4], "the stamp now holds the settings digest of some-bucket, not other-bucket"
+
+
+def test_the_launcher_starts_no_worker_in_a_runtime_directory_it_does_not_own(repo_dir: Path, tmp_path: Path) -> None:
+    """The stamp names a socket in the runtime directory as it was at the validation; if that directory was
+    swept and made again by another user, the launcher must not make its marker or append its worker's log
+    there (through their symlinks)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the runtime directory to another user (CI runs as root)")
+    install(repo_dir, sys.executable)
+    session(repo_dir, INIT + TERMINATE)  # the stamp, naming a socket in the runtime directory
+    runtime = rendezvous.runtime_dir()
+    os.chown(runtime, 65534, 65534)
+    try:
+        replies, _ = session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE)
+    finally:
+        os.chown(runtime, 0, 0)
+    assert replies[1]["oid"] == "zz" and "error" in replies[1]  # answered, by an agent of its own
+    assert [p.name for p in runtime.iterdir()] == []  # no marker, no log, no worker

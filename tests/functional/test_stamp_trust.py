@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from lfs_s3_agent import launcher, rendezvous
+from tests.faultproxy import Fault, FaultProxy
 from tests.functional.test_launcher import INIT, TERMINATE, install, session, settle
 from tests.functional.test_thinrelay import BAD_DOWNLOAD
 from tests.polling import wait_until
@@ -137,97 +138,34 @@ def test_a_long_malformed_line_does_not_kill_the_agent(repo_dir: Path) -> None:
 
 # -- 4. A signal mid-download: no temporary file left behind -----------------------------------------
 
-class StallingProxy:
-    """Forwards to moto; the first GET of ``key`` gets half its body, then nothing until ``release``."""
-
-    def __init__(self, upstream: str, key: str) -> None:
-        import http.client
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        from urllib.parse import urlsplit
-
-        self.release = threading.Event()
-        self.stalled = threading.Event()
-        host = urlsplit(upstream)
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                conn = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
-                conn.request(self.command, self.path, body=body,
-                             headers={k: v for k, v in self.headers.items() if k.lower() != "connection"})
-                resp = conn.getresponse()
-                data = resp.read()
-                conn.close()
-                self.send_response(resp.status, resp.reason)
-                for k, v in resp.getheaders():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", resp.getheader("Content-Length", "0") if self.command == "HEAD"
-                                 else str(len(data)))
-                self.end_headers()
-                if self.command == "HEAD":
-                    return
-                if self.command == "GET" and key in self.path and not outer.stalled.is_set():
-                    outer.stalled.set()
-                    self.wfile.write(data[: len(data) // 2])
-                    self.wfile.flush()
-                    outer.release.wait(30)
-                    self.close_connection = True
-                    return
-                self.wfile.write(data)
-
-            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _any  # noqa: N815
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT", "SIGHUP"])  # SIGHUP: a closed terminal or ssh session
 def test_a_signal_mid_download_leaves_no_temporary_file(repo_dir: Path, moto: MotoServer, signum: str) -> None:
     import signal
-
-    from tests.functional.test_thinrelay import Session
 
     data = os.urandom(6 << 20)
     oid = hashlib.sha256(data).hexdigest()
     client = moto.client()
     client.create_bucket(Bucket="bucket-signal")
     client.put_object(Bucket="bucket-signal", Key=f"{oid[:2]}/{oid[2:4]}/{oid}", Body=data)
-    proxy = StallingProxy(moto.endpoint, oid)
-    try:
+    tmp = repo_dir / ".git" / "lfs" / "tmp"
+    # The worker's GET of the object stalls at the proxy: the download is in flight when the signal comes.
+    with FaultProxy(moto.endpoint, faults=[Fault("stall", method="GET", path=oid, stall_seconds=60)]) as proxy:
         install(repo_dir, sys.executable, "--bucket", "bucket-signal", "--endpoint-url", proxy.endpoint)
         session(repo_dir, INIT + TERMINATE)
-        session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE)
+        session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE)  # a warm worker
         wait_until(lambda: len(rendezvous.workers(rendezvous.runtime_dir())) == 1, what="the worker")
-        agent = Session(repo_dir)
-        agent.proc.kill()
-        agent.proc.wait()
-        agent.proc = subprocess.Popen(["sh", "-c", "exec " + agent_command(repo_dir)], cwd=repo_dir,
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert agent.ask(INIT) == {}
-        assert agent.proc.stdin is not None and agent.proc.stdout is not None
-        agent.proc.stdin.write(b'{"event":"download","oid":"%s","size":%d,"action":null}\n' % (oid.encode(), len(data)))
-        agent.proc.stdin.flush()
-        assert json.loads(agent.proc.stdout.readline())["event"] == "progress"
-        os.kill(agent.proc.pid, getattr(signal, signum))  # the sh launcher exec'd the thin relay: same pid
-        agent.proc.wait(timeout=30)
-    finally:
-        proxy.close()
-    left = list((repo_dir / ".git" / "lfs" / "tmp").glob("*"))
+        agent = subprocess.Popen(["sh", "-c", "exec " + agent_command(repo_dir)], cwd=repo_dir,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert agent.stdin is not None and agent.stdout is not None
+        agent.stdin.write(INIT)
+        agent.stdin.flush()
+        assert json.loads(agent.stdout.readline()) == {}
+        agent.stdin.write(b'{"event":"download","oid":"%s","size":%d,"action":null}\n' % (oid.encode(), len(data)))
+        agent.stdin.flush()
+        wait_until(lambda: any(tmp.glob("lfs-s3-agent-*")), what="the download's temporary file")
+        os.kill(agent.pid, getattr(signal, signum))  # the sh launcher exec'd the thin relay: same pid
+        agent.wait(timeout=30)
+    left = list(tmp.glob("*"))
     assert left == [], f"left after {signum}: {left}"
 
 

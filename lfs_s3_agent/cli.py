@@ -82,6 +82,14 @@ def add_no_verify(parser: argparse.ArgumentParser) -> None:
                              "over 5 GB): they are reported as unverified instead of costing a download each")
 
 
+def add_placement_flags(parser: argparse.ArgumentParser, no_checkout_help: str) -> None:
+    """How ``link`` and ``import`` place S3 objects in the work tree (their ``plan``/``place`` steps)."""
+    parser.add_argument("--no-checkout", dest="checkout", action="store_false", help=no_checkout_help)
+    parser.add_argument("--hash-missing", action="store_true",
+                        help="read objects that have no full-object SHA-256 checksum once to hash them")
+    parser.add_argument("--force", action="store_true", help="replace existing files that are not LFS pointers")
+
+
 def add_source_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("source bucket access (else git config lfs-s3-source.<bucket>.*)")
     group.add_argument("--no-sign-request", dest="unsigned", action="store_true", default=None,
@@ -338,11 +346,7 @@ def _link_args(p: argparse.ArgumentParser) -> None:
                    help="s3://bucket/key, prefix/ or glob; or `status [PATH...]` / `update [PATH...]`")
     p.add_argument("--to", help="directory (in this repository) for the pointer files (required to link)")
     p.add_argument("--deep", action="store_true", help="with status: hash originals that changed in place")
-    p.add_argument("--no-checkout", dest="checkout", action="store_false",
-                   help="write pointers only; download no bytes (fetch later with git lfs pull or checkout)")
-    p.add_argument("--hash-missing", action="store_true",
-                   help="read objects that have no full-object SHA-256 checksum once to hash them")
-    p.add_argument("--force", action="store_true", help="replace existing files that are not LFS pointers")
+    add_placement_flags(p, "write pointers only; download no bytes (fetch later with git lfs pull or checkout)")
     add_source_flags(p)
 
 
@@ -362,11 +366,7 @@ def run_link(args: argparse.Namespace) -> int:
 def _import_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("patterns", nargs="+", metavar="S3_PATTERN", help="s3://bucket/key, prefix/ or glob, as for link")
     p.add_argument("--to", required=True, help="directory (in this repository) for the files")
-    p.add_argument("--no-checkout", dest="checkout", action="store_false",
-                   help="write pointers only; with server-side copies no object bytes pass through this machine")
-    p.add_argument("--hash-missing", action="store_true",
-                   help="read objects that have no full-object SHA-256 checksum once to hash them")
-    p.add_argument("--force", action="store_true", help="replace existing files that are not LFS pointers")
+    add_placement_flags(p, "write pointers only; with server-side copies no object bytes pass through this machine")
     add_no_verify(p)
     add_source_flags(p)
 

@@ -118,6 +118,32 @@ def connect(key: str, worker_args: list[str], *, cwd: str | None = None,
     return sock
 
 
+def adopt(directory: Path, key: str) -> bool:
+    """Claim the start of the worker for ``key`` from inside a worker process already starting.
+
+    True when this process may become that worker: nothing listens on its socket and nobody else
+    is starting it; its starting marker is then ours, so agents wait for us (``wait_for_launched``)
+    instead of starting another, and the caller removes it once it listens (or fails).
+    """
+    path = socket_path(directory, key)
+    try:
+        os.mkdir(starting_marker(path))  # atomic: whoever makes it starts the worker (as in connect())
+    except FileExistsError:
+        return False  # an agent or a launcher is starting it
+    try:
+        sock = try_connect(path)
+        if sock is not None:
+            sock.close()
+            clear_starting(path)
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # left by a worker that was killed: nothing listens on it
+    except BaseException:
+        clear_starting(path)
+        raise
+    return True
+
+
 def starting_marker(path: Path) -> Path:
     """The directory a launcher (or an agent) makes while it starts the worker for socket ``path``."""
     return Path(workerkey.starting_marker(path))

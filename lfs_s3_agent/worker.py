@@ -311,11 +311,19 @@ def run(key: str, flags: dict[str, Any], *, ready: IO[bytes]) -> int:
             handler.addFilter(NotSessionFilter())
     try:
         wired = wiring.build(flags)
-        if rendezvous.key_for(wired.resolved) != key:
-            log.error("the configuration changed while this worker started; not serving it")
-            rendezvous.clear_starting(rendezvous.socket_path(rendezvous.runtime_dir(), key))
-            return 3
         directory = rendezvous.runtime_dir()
+        own = rendezvous.key_for(wired.resolved)
+        if own != key:
+            # A launcher started us from a stamp written in another environment (another
+            # AWS_PROFILE, LFS_S3_* or proxy variable...) or before a settings change. Its agent
+            # falls back to the full agent, which looks for the worker of *this* configuration:
+            # be that worker, unless one already runs or is being started.
+            rendezvous.clear_starting(rendezvous.socket_path(directory, key))
+            if not rendezvous.adopt(directory, own):
+                log.info("the configuration changed while this worker started, and its worker runs already")
+                return 3
+            log.info("the configuration changed while this worker started; serving the new one")
+            key = own
         path = rendezvous.socket_path(directory, key)
         rendezvous.prune(directory)
     except (ConfigError, GitError, rendezvous.RendezvousError) as exc:

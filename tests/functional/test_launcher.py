@@ -134,11 +134,74 @@ def test_a_stamp_naming_another_worker_is_repointed_at_the_first_small_object(re
     after = stamp.read_text().splitlines()
     assert after[0] == before[0] and after[1] != before[1] and stamp.stat().st_mtime_ns == dated
     wait_until(lambda: not list(rendezvous.runtime_dir().glob("*.starting")), what="the launcher's start to end")
-    assert worker_starts(log) == 1  # the stamp's worker, which finds the key changed and exits
+    # One start, by the launcher, from the stamp: that worker found its key changed and became the worker
+    # of this environment, or left it to the agent's own start when that came first.
+    assert worker_starts(log) == 1
     (worker,) = rendezvous.workers(rendezvous.runtime_dir())
     assert worker["socket"] == after[1]
     session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE, env)
     assert worker_starts(log) == 1  # the stamp now names the worker that listens: nothing to start
+
+
+def start_stamped_worker(repo: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The stamp's worker started as the launcher starts it at a small object (its marker made first)."""
+    lines = (repo / ".git" / launcher.STAMP_NAME).read_text().splitlines()
+    os.mkdir(lines[1] + ".starting")
+    return subprocess.Popen(["sh", "-c", 'eval "set -- $1"; exec "$0" -P -m lfs_s3_agent "$@"', sys.executable,
+                             lines[2]], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **env})
+
+
+def test_a_worker_started_from_a_stamp_of_another_environment_becomes_this_ones(repo_dir: Path,
+                                                                                tmp_path: Path) -> None:
+    python, log = counting_python(tmp_path)
+    install(repo_dir, python)
+    session(repo_dir, INIT + TERMINATE)  # the stamp names the worker of this environment
+    stamped = (repo_dir / ".git" / launcher.STAMP_NAME).read_text().splitlines()[1]
+    env = {"LFS_S3_STATS_FILE": str(tmp_path / "stats.jsonl")}  # hashed into the key, unseen by the launcher
+    worker = start_stamped_worker(repo_dir, env)
+    assert worker.stdout is not None and worker.stdout.readline() == b"ready\n"
+    (status,) = rendezvous.workers(rendezvous.runtime_dir())
+    assert status["socket"] != stamped and status["pid"] == worker.pid
+    assert not list(rendezvous.runtime_dir().glob("*.starting"))  # the launcher's marker and its own
+    # The agent of that environment (the full one: the thin relay sees the environment changed) uses it.
+    # Its launcher, reading the stale stamp, starts that stamp's worker once more; which finds this one
+    # listening and exits. The agent then points the stamp at this worker: no start after that.
+    session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE, env)
+    assert (repo_dir / ".git" / launcher.STAMP_NAME).read_text().splitlines()[1] == status["socket"]
+    wait_until(lambda: not list(rendezvous.runtime_dir().glob("*.starting")), what="the launcher's start to end")
+    session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE, env)
+    (again,) = rendezvous.workers(rendezvous.runtime_dir())
+    assert again["pid"] == worker.pid and again["sessions"] == 2
+    assert worker_starts(log) == 1
+    stop_workers_of(again)
+    assert worker.wait(timeout=60) == 0
+
+
+def test_a_worker_started_from_a_stale_stamp_leaves_a_start_under_way_alone(repo_dir: Path, tmp_path: Path) -> None:
+    python, _ = counting_python(tmp_path)
+    install(repo_dir, python)
+    session(repo_dir, INIT + TERMINATE)
+    env = {"LFS_S3_STATS_FILE": str(tmp_path / "stats.jsonl"), "LFS_S3_LOG_LEVEL": "info"}
+    first = start_stamped_worker(repo_dir, env)
+    assert first.stdout is not None and first.stdout.readline() == b"ready\n"
+    (status,) = rendezvous.workers(rendezvous.runtime_dir())
+    # Someone (an agent, under the lock) is starting this environment's worker: the second stays out of it.
+    stop_workers_of(status)
+    marker = Path(str(status["socket"]) + ".starting")
+    marker.mkdir()
+    second = start_stamped_worker(repo_dir, env)
+    assert second.wait(timeout=60) == 3
+    assert second.stderr is not None and b"its worker runs already" in second.stderr.read()
+    assert marker.is_dir() and not rendezvous.workers(rendezvous.runtime_dir())
+    assert [p.name for p in rendezvous.runtime_dir().glob("*.starting")] == [marker.name]  # the launcher's: gone
+    marker.rmdir()
+    assert first.wait(timeout=60) == 0
+
+
+def stop_workers_of(status: dict[str, object]) -> None:
+    rendezvous.control(Path(str(status["socket"])), "stop", timeout=60.0)
+    wait_until(lambda: not rendezvous.workers(rendezvous.runtime_dir()), what="the worker to stop")
 
 
 def test_a_session_of_large_objects_starts_no_shared_worker(repo_dir: Path, tmp_path: Path) -> None:

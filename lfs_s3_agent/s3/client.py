@@ -126,9 +126,10 @@ def make_client(spec: ClientSpec, *, counter: dict[str, int] | None = None) -> S
     botocore is used directly: ``import boto3`` would also import s3transfer, about 0.1 s of CPU
     in each of the agent processes git-lfs starts, for nothing we use.
     """
-    import botocore.session
     from botocore import UNSIGNED
     from botocore.config import Config
+
+    from lfs_s3_agent.s3.botosession import new_session
 
     style = spec.addressing_style
     if style == "auto" and spec.custom_endpoint:
@@ -148,7 +149,7 @@ def make_client(spec: ClientSpec, *, counter: dict[str, int] | None = None) -> S
         max_pool_connections=max(10, spec.pool),
     )
     try:
-        session = botocore.session.Session(profile=spec.profile)
+        session = new_session(spec.profile)
         raw = session.create_client("s3", region_name=spec.region, endpoint_url=spec.endpoint_url, config=config,
                                     verify=spec.verify())
     except Exception as exc:
@@ -294,11 +295,12 @@ def caller_identity(spec: ClientSpec, timeout: int = 15) -> Identity | None:
 
     None when there are no credentials at all; ``AgentError`` when they cannot be loaded.
     """
-    import botocore.session
     from botocore.config import Config
 
+    from lfs_s3_agent.s3.botosession import new_session
+
     try:
-        session = botocore.session.Session(profile=spec.profile)
+        session = new_session(spec.profile)
         creds = session.get_credentials()
         frozen = creds.get_frozen_credentials() if creds is not None else None
     except Exception as exc:
@@ -311,7 +313,7 @@ def caller_identity(spec: ClientSpec, timeout: int = 15) -> Identity | None:
     try:
         sts = session.create_client("sts", region_name=spec.region or session.get_config_variable("region")
                                     or "us-east-1", endpoint_url=endpoint, config=config, verify=spec.verify())
-        ident: dict[str, Any] = sts.get_caller_identity()  # type: ignore[attr-defined]
+        ident: dict[str, Any] = sts.get_caller_identity()
     except Exception as exc:
         return Identity(str(creds.method), str(frozen.access_key), sts_error=translate(exc, bucket=""))
     return Identity(str(creds.method), str(frozen.access_key), ident.get("Arn"), ident.get("Account"))

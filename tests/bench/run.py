@@ -50,7 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--big-size", type=int, default=None,
                         help="size of the large object in MiB (default 1024; --quick: 64)")
     parser.add_argument("--workloads", default="big,mib,kib",
-                        help="comma-separated subset of big (1 large object), mib (many 1 MiB), kib (many 4 KiB)")
+                        help="comma-separated subset of big (1 large object), mib (many 1 MiB), kib (many 4 KiB); "
+                             "empty: the start-up measurements alone")
     parser.add_argument("--tools", default="agent,s5cmd,boto3,file",
                         help="comma-separated subset of agent, s5cmd, boto3, file")
     parser.add_argument("--many-server", choices=("moto", "s3rver"), default="moto",
@@ -315,9 +316,12 @@ def main(argv: list[str] | None = None) -> int:
                "floor_push": [r.to_json() for r in startup.floor_push]},
            "summary": line}
     (out_dir / "raw.json").write_text(json.dumps(raw, indent=2) + "\n")
-    report.chart(rows, out_dir / "results.png", f"lfs-s3-agent vs peers, {meta['date']} ({meta['machine']})")
+    written = [out_dir / "results.md", out_dir / "raw.json"]
+    if rows:  # --workloads "" measures start-up alone: no chart to draw
+        report.chart(rows, out_dir / "results.png", f"lfs-s3-agent vs peers, {meta['date']} ({meta['machine']})")
+        written.insert(1, out_dir / "results.png")
     print(markdown)
-    print(f"results: {out_dir / 'results.md'}, {out_dir / 'results.png'}, {out_dir / 'raw.json'}")
+    print(f"results: {', '.join(map(str, written))}")
     print(line)
     return 1 if failures else 0
 

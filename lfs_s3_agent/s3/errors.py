@@ -117,7 +117,11 @@ def translate(exc: BaseException, *, bucket: str, key: str | None = None, endpoi
             hint = f"set --region {actual}" if actual else "set --region to the bucket's region"
             return StoreError(f"bucket {bucket!r} is in another region ({code}): {hint}", code=Code.S3_ERROR,
                               **fields)
-        transient = code in _TRANSIENT_CODES or (status is not None and status >= 500)
+        # 501 Not Implemented says the store lacks the feature (s3rver's answer to ListMultipartUploads):
+        # trying again cannot help, and it cost every multipart push 5 attempts with backoff (2-4 s).
+        # botocore's standard retry mode does not retry it either (retries/standard.py: 500, 502-504).
+        transient = code in _TRANSIENT_CODES or (status is not None and status >= 500 and status != 501
+                                                 and code != "NotImplemented")
         return StoreError(f"{where}: S3 error {code or status}{': ' + detail if detail else ''}",
                           code=Code.S3_ERROR, transient=transient, **fields)
     if isinstance(exc, bce.FlexibleChecksumError):

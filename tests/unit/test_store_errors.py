@@ -54,3 +54,10 @@ def test_transient_errors_are_marked() -> None:
     assert getattr(translate(client_error("SlowDown", 503), bucket="b"), "transient", False)
     assert getattr(translate(client_error("InternalError", 500), bucket="b"), "transient", False)
     assert not getattr(translate(client_error("AccessDenied", 403), bucket="b"), "transient", False)
+
+
+def test_not_implemented_is_never_retried() -> None:
+    # s3rver answers ListMultipartUploads with 501 NotImplemented: retried, it cost a multipart push 2-4 s.
+    assert not translate(client_error("NotImplemented", 501), bucket="b").transient
+    assert not translate(client_error("501", 501), bucket="b").transient
+    assert translate(client_error("BadGateway", 502), bucket="b").transient

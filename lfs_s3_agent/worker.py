@@ -331,25 +331,27 @@ def run(key: str, flags: dict[str, Any], *, ready: IO[bytes]) -> int:
         with contextlib.suppress(rendezvous.RendezvousError, OSError):
             rendezvous.clear_starting(rendezvous.socket_path(rendezvous.runtime_dir(), key))
         return 2
-    dirs = wired.dirs
-    store = wired.store()
-    # Pay for the imports and the client now, once, before any agent waits on them: a first request
-    # needs both (pydantic to parse it, the client to move its bytes) before its first byte moves.
-    t_settings = time.monotonic()
-    from lfs_s3_agent.protocol import messages  # noqa: F401
+    # Until we listen, agents wait on the starting marker (the launcher's, or ours from adopt()): it goes
+    # once we listen or fail, so that none waits START_TIMEOUT for a worker that died.
+    try:
+        dirs = wired.dirs
+        store = wired.store()
+        # Pay for the imports and the client now, once, before any agent waits on them: a first request
+        # needs both (pydantic to parse it, the client to move its bytes) before its first byte moves.
+        t_settings = time.monotonic()
+        from lfs_s3_agent.protocol import messages  # noqa: F401
 
-    t_messages = time.monotonic()
-    try:
-        wired.s3_store().client  # noqa: B018
-    except Exception as exc:
-        log.warning("S3 client: %s", exc)
-    t_client = time.monotonic()
-    worker = Worker(key, path, store, dirs.tmp if dirs else None, float(wired.settings.worker_idle),
-                    str(wired.repo.common_dir) if wired.repo else None)
-    try:
+        t_messages = time.monotonic()
+        try:
+            wired.s3_store().client  # noqa: B018
+        except Exception as exc:
+            log.warning("S3 client: %s", exc)
+        t_client = time.monotonic()
+        worker = Worker(key, path, store, dirs.tmp if dirs else None, float(wired.settings.worker_idle),
+                        str(wired.repo.common_dir) if wired.repo else None)
         worker.listen()
     finally:
-        rendezvous.clear_starting(path)  # a launcher's early start: agents now connect (or start their own)
+        rendezvous.clear_starting(path)  # agents now connect (or start their own)
     ready.write(b"ready\n")
     ready.flush()
     ready.close()

@@ -187,3 +187,36 @@ def test_stop_all_stops_a_worker_too_busy_to_answer_status(monkeypatch: pytest.M
         listener.close()
     assert sent == ["status", "status", "stop"]
     assert found["stopped"] is True and "no answer to status" in str(found["error"])
+
+
+def test_a_worker_that_fails_before_it_listens_leaves_no_marker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Agents wait on a starting marker for up to START_TIMEOUT: a worker that dies before it listens
+    (here building its store, after adopting its own key) must not leave one, its launcher's or its own."""
+    import io
+    import logging
+    import types
+
+    from lfs_s3_agent import wiring, worker
+
+    directory = rendezvous.runtime_dir()
+    stamped, own = "c" * 64, "d" * 64
+    launchers = rendezvous.starting_marker(rendezvous.socket_path(directory, stamped))
+    launchers.mkdir()
+
+    def store() -> None:
+        raise RuntimeError("no store today")
+
+    wired = types.SimpleNamespace(resolved=object(), store=store, dirs=None)
+    monkeypatch.setattr(wiring, "build", lambda flags: wired)
+    monkeypatch.setattr(rendezvous, "key_for", lambda resolved: own)
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    filters = {h: list(h.filters) for h in handlers}
+    try:
+        with pytest.raises(RuntimeError, match="no store today"):
+            worker.run(stamped, {}, ready=io.BytesIO())
+    finally:
+        root.handlers[:] = handlers
+        for handler, kept in filters.items():
+            handler.filters[:] = kept
+    assert list(directory.glob("*.starting")) == []

@@ -199,6 +199,25 @@ def test_a_worker_started_from_a_stale_stamp_leaves_a_start_under_way_alone(repo
     assert first.wait(timeout=60) == 0
 
 
+
+def test_a_worker_that_adopts_its_key_logs_at_its_own_environments_level(repo_dir: Path, tmp_path: Path) -> None:
+    """Review: the stamp's worker command carries ``--log-level`` taken from LFS_S3_LOG_LEVEL of the
+    environment that wrote the stamp (cli._shared_worker_args). That variable is hashed into the key but
+    is not in the launcher's signature, so a worker started from that stamp in another environment adopts
+    that environment's key and still logs at the stamp's level (a flag beats the environment), unlike the
+    worker an agent of that environment would start itself."""
+    python, _ = counting_python(tmp_path)
+    install(repo_dir, python)
+    session(repo_dir, INIT + TERMINATE, {"LFS_S3_LOG_LEVEL": "error"})  # the stamp: `... --log-level error`
+    worker = start_stamped_worker(repo_dir, {"LFS_S3_LOG_LEVEL": "info"})
+    assert worker.stdout is not None and worker.stdout.readline() == b"ready\n"
+    (status,) = rendezvous.workers(rendezvous.runtime_dir())
+    stop_workers_of(status)
+    assert worker.wait(timeout=60) == 0
+    assert worker.stderr is not None
+    assert b"listening on" in worker.stderr.read()  # an info line: what LFS_S3_LOG_LEVEL=info asks for
+
+
 def stop_workers_of(status: dict[str, object]) -> None:
     rendezvous.control(Path(str(status["socket"])), "stop", timeout=60.0)
     wait_until(lambda: not rendezvous.workers(rendezvous.runtime_dir()), what="the worker to stop")

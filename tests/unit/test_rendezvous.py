@@ -220,3 +220,41 @@ def test_a_worker_that_fails_before_it_listens_leaves_no_marker(monkeypatch: pyt
         for handler, kept in filters.items():
             handler.filters[:] = kept
     assert list(directory.glob("*.starting")) == []
+
+
+
+def test_a_worker_that_fails_unexpectedly_before_it_adopts_leaves_no_marker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: before the worker listens, only ConfigError/GitError/RendezvousError clear the launcher's
+    marker (worker.py, the first try of run()); anything else raised while it resolves its settings or its
+    key leaves it, and every agent then waits START_TIMEOUT on it. Here the key's code fingerprint fails
+    (a module file removed by an upgrade while the worker starts: os.stat raises FileNotFoundError); a
+    settings file that is not UTF-8 does the same (tomllib's UnicodeDecodeError)."""
+    import io
+    import logging
+    import types
+
+    from lfs_s3_agent import wiring, worker
+
+    directory = rendezvous.runtime_dir()
+    launchers = rendezvous.starting_marker(rendezvous.socket_path(directory, "c" * 64))
+    launchers.mkdir()
+
+    def key_for(resolved: object) -> str:
+        raise FileNotFoundError(2, "No such file or directory", "lfs_s3_agent/store.py")
+
+    monkeypatch.setattr(wiring, "build", lambda flags: types.SimpleNamespace(resolved=object()))
+    monkeypatch.setattr(rendezvous, "key_for", key_for)
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    filters = {h: list(h.filters) for h in handlers}
+    try:
+        with pytest.raises(FileNotFoundError):
+            worker.run("c" * 64, {}, ready=io.BytesIO())
+        left = [p.name for p in directory.glob("*.starting")]
+    finally:
+        root.handlers[:] = handlers
+        for handler, kept in filters.items():
+            handler.filters[:] = kept
+        for marker in directory.glob("*.starting"):
+            marker.rmdir()  # or the autouse fixture waits START_TIMEOUT for it
+    assert left == []

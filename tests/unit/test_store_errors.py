@@ -61,3 +61,19 @@ def test_not_implemented_is_never_retried() -> None:
     assert not translate(client_error("NotImplemented", 501), bucket="b").transient
     assert not translate(client_error("501", 501), bucket="b").transient
     assert translate(client_error("BadGateway", 502), bucket="b").transient
+
+
+def test_not_implemented_from_a_public_url_is_not_retried_either() -> None:
+    """Review: the public-URL reader (s3/public.py status_error) still retries any status >= 500, 501 too."""
+    from lfs_s3_agent.s3.public import status_error
+
+    class Resp:
+        status = 501
+
+        def read(self, *args: object, **kwargs: object) -> bytes:
+            return b"<Error><Code>NotImplemented</Code></Error>"
+
+        def release_conn(self) -> None:
+            pass
+
+    assert not status_error(Resp(), "https://example.invalid/x").transient

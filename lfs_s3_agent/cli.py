@@ -215,9 +215,11 @@ def run_serve(args: argparse.Namespace) -> int:
 def _shared_worker_args(args: argparse.Namespace) -> list[str]:
     worker_args = [arg for spec in settings.FIELDS if getattr(args, spec.name, None) is not None
                    for arg in (spec.flag, str(getattr(args, spec.name)))]
-    level = args.log_level or os.environ.get("LFS_S3_LOG_LEVEL")
-    if level:
-        worker_args += ["--log-level", level]
+    # Only an explicit flag: the worker reads LFS_S3_LOG_LEVEL from its own environment, and a worker the
+    # launcher starts in another environment than the stamp's (it adopts that environment's key) must log
+    # at that environment's level, not the one the stamp was written under.
+    if args.log_level:
+        worker_args += ["--log-level", args.log_level]
     return worker_args
 
 

@@ -440,7 +440,7 @@ def read_settings_file(path: Path | CommittedBlob, problems: list[str]) -> dict[
             data = tomllib.load(fh)
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # TOML is UTF-8 (tomllib raises this)
         problems.append(f"cannot read {path}: {exc}")
         return {}
     known = {}

@@ -160,7 +160,8 @@ def status_error(resp: Any, url: str) -> AgentError:
                           s3_code=s3_code, status=status)
     return StoreError(f"{url}: HTTP {status}{' ' + s3_code if s3_code else ''} from the public URL",
                       code=Code.S3_ERROR, s3_code=s3_code, status=status,
-                      transient=status in _TRANSIENT_STATUS or status >= 500)
+                      # 501: the server lacks the feature; retrying cannot help (as in s3/errors.py)
+                      transient=status in _TRANSIENT_STATUS or (status >= 500 and status != 501))
 
 
 def translate_http(exc: BaseException, url: str) -> AgentError:

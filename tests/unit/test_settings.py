@@ -82,6 +82,10 @@ def test_broken_settings_file_is_reported(repo_dir: Path) -> None:
     (repo_dir / settings.SETTINGS_FILE).write_text("bucket = \n")
     with pytest.raises(ConfigError, match="cannot read"):
         settings.load(cwd=repo_dir, env={})
+    # Not UTF-8 (TOML must be): tomllib raises UnicodeDecodeError, which used to crash the agent at init.
+    (repo_dir / settings.SETTINGS_FILE).write_bytes(b'bucket = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match="cannot read"):
+        settings.load(cwd=repo_dir, env={})
 
 
 def test_normalizes_prefix_and_endpoint(repo_dir: Path) -> None:

@@ -24,6 +24,7 @@ from lfs_s3_agent.errors import (
     LocalFileError,
     StoreError,
 )
+from lfs_s3_agent.s3 import retry
 
 #: errno values that mean our own disk, not the network
 _LOCAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
@@ -117,10 +118,7 @@ def translate(exc: BaseException, *, bucket: str, key: str | None = None, endpoi
             hint = f"set --region {actual}" if actual else "set --region to the bucket's region"
             return StoreError(f"bucket {bucket!r} is in another region ({code}): {hint}", code=Code.S3_ERROR,
                               **fields)
-        # 501 Not Implemented says the store lacks the feature (s3rver's answer to ListMultipartUploads):
-        # trying again cannot help, and it cost every multipart push 5 attempts with backoff (2-4 s).
-        # botocore's standard retry mode does not retry it either (retries/standard.py: 500, 502-504).
-        transient = code in _TRANSIENT_CODES or (status is not None and status >= 500 and status != 501
+        transient = code in _TRANSIENT_CODES or (status is not None and retry.transient_status(status)
                                                  and code != "NotImplemented")
         return StoreError(f"{where}: S3 error {code or status}{': ' + detail if detail else ''}",
                           code=Code.S3_ERROR, transient=transient, **fields)

@@ -24,7 +24,6 @@ from lfs_s3_agent.s3.retry import Attempts
 log = logging.getLogger(__name__)
 
 _S3_CODE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 
 class PublicBody:
@@ -160,8 +159,7 @@ def status_error(resp: Any, url: str) -> AgentError:
                           s3_code=s3_code, status=status)
     return StoreError(f"{url}: HTTP {status}{' ' + s3_code if s3_code else ''} from the public URL",
                       code=Code.S3_ERROR, s3_code=s3_code, status=status,
-                      # 501: the server lacks the feature; retrying cannot help (as in s3/errors.py)
-                      transient=status in _TRANSIENT_STATUS or (status >= 500 and status != 501))
+                      transient=retry.transient_status(status))
 
 
 def translate_http(exc: BaseException, url: str) -> AgentError:

@@ -23,6 +23,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def transient_status(status: int) -> bool:
+    """Is an HTTP error status worth another attempt? 408 and 429 (slow down), and 5xx but 501.
+
+    501 Not Implemented says the server lacks the feature (s3rver's answer to ListMultipartUploads):
+    retried, it cost every multipart push 5 attempts with backoff, 2-4 s. botocore's standard mode
+    retries 500 and 502-504 and throttling (retries/standard.py); the other 5xx (CDNs' 520-524,
+    a proxy's) are kept, as they are usually a passing state of something in between.
+    """
+    return status in (408, 429) or (status >= 500 and status != 501)
+
+
 def backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> float:
     """Full-jitter exponential backoff (seconds) before retry number ``attempt`` (1, 2, ...)."""
     return random.uniform(0, min(cap, base * (2 ** attempt)))

@@ -61,6 +61,9 @@ def test_not_implemented_is_never_retried() -> None:
     assert not translate(client_error("NotImplemented", 501), bucket="b").transient
     assert not translate(client_error("501", 501), bucket="b").transient
     assert translate(client_error("BadGateway", 502), bucket="b").transient
+    # One rule for both readers (retry.transient_status): throttling and timeouts by status too.
+    assert translate(client_error("TooManyRequests", 429), bucket="b").transient
+    assert not translate(client_error("Forbidden", 403), bucket="b").transient
 
 
 def test_not_implemented_from_a_public_url_is_not_retried_either() -> None:

@@ -326,15 +326,13 @@ def run(key: str, flags: dict[str, Any], *, ready: IO[bytes]) -> int:
             key = own
         path = rendezvous.socket_path(directory, key)
         rendezvous.prune(directory)
-    except (ConfigError, GitError, rendezvous.RendezvousError) as exc:
+    except BaseException as exc:  # whatever it is, no agent must wait on our marker for a worker that died
+        with contextlib.suppress(rendezvous.RendezvousError, OSError):
+            rendezvous.clear_starting(rendezvous.socket_path(rendezvous.runtime_dir(), key))
+        if not isinstance(exc, (ConfigError, GitError, rendezvous.RendezvousError)):
+            raise  # a bug, or an interrupt: reported by the caller
         log.error("%s", getattr(exc, "message", exc))
-        with contextlib.suppress(rendezvous.RendezvousError, OSError):
-            rendezvous.clear_starting(rendezvous.socket_path(rendezvous.runtime_dir(), key))
         return 2
-    except BaseException:  # a bug, or an interrupt: reported by the caller, but no agent waits on our marker
-        with contextlib.suppress(rendezvous.RendezvousError, OSError):
-            rendezvous.clear_starting(rendezvous.socket_path(rendezvous.runtime_dir(), key))
-        raise
     # Until we listen, agents wait on the starting marker (the launcher's, or ours from adopt()): it goes
     # once we listen or fail, so that none waits START_TIMEOUT for a worker that died.
     try:

@@ -118,8 +118,7 @@ def translate(exc: BaseException, *, bucket: str, key: str | None = None, endpoi
             hint = f"set --region {actual}" if actual else "set --region to the bucket's region"
             return StoreError(f"bucket {bucket!r} is in another region ({code}): {hint}", code=Code.S3_ERROR,
                               **fields)
-        transient = code in _TRANSIENT_CODES or (status is not None and retry.transient_status(status)
-                                                 and code != "NotImplemented")
+        transient = code in _TRANSIENT_CODES or (status is not None and retry.transient_status(status))
         return StoreError(f"{where}: S3 error {code or status}{': ' + detail if detail else ''}",
                           code=Code.S3_ERROR, transient=transient, **fields)
     if isinstance(exc, bce.FlexibleChecksumError):

@@ -261,7 +261,7 @@ class _Copier:
         buf = io.BytesIO()
         digest = stream_download(self.src_client, bucket=self.src.bucket, key=e.key, size=size, sink=buf,
                                  progress=ProgressReporter(size, _noop), attempts=Attempts(self.src.max_attempts),
-                                 extra={}, etag=e.etag or None)
+                                 extra={}, etag=e.etag or None, checked=e.kind == "stored")
         data = buf.getvalue()
         if len(data) != size or (e.kind == "stored" and digest != e.oid):
             raise IntegrityError(f"s3://{self.src.bucket}/{e.key}: read {len(data)} bytes hashing to {digest}; "

@@ -24,10 +24,11 @@ import pytest
 from botocore.response import StreamingBody
 
 from lfs_s3_agent.errors import Code, IntegrityError, StoreError
+from lfs_s3_agent.progress import ProgressReporter
 from lfs_s3_agent.s3 import retry, transfer
 from lfs_s3_agent.s3.client import ClientSpec, make_client
 from lfs_s3_agent.s3.errors import translate
-from lfs_s3_agent.s3.transfer import PartPlan, ranged_download
+from lfs_s3_agent.s3.transfer import Knobs, PartPlan, fetch, ranged_download, stream_download
 from lfs_s3_agent.settings import Settings
 
 KiB = 1 << 10
@@ -43,6 +44,7 @@ class FakeS3(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.data = DATA
         self.encoding = ""
+        self.checksum = ""  # x-amz-checksum-sha256 of a whole-object GET that asks for it (as S3 sends it)
         self.faults: dict[int, str] = {}  # range start -> what goes wrong, once
         self.requests: list[dict[str, str]] = []
         self.connections = 0
@@ -88,6 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {first}-{first + declared - 1}/{len(s.data)}")
         if s.encoding:
             self.send_header("Content-Encoding", s.encoding)
+        if s.checksum and not match and self.headers.get("x-amz-checksum-mode") == "ENABLED":
+            self.send_header("x-amz-checksum-sha256", s.checksum)
         self.end_headers()
         if fault in ("cut", "reset", "stall"):
             self.wfile.write(body[: len(body) // 2])
@@ -151,9 +155,9 @@ def no_public_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     for name in ("read", "readinto"):
         real = getattr(StreamingBody, name)
 
-        def spy(self: Any, *args: Any, _real: Any = real, _name: str = name) -> Any:
+        def spy(self: Any, *args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
             calls.append(_name)
-            return _real(self, *args)
+            return _real(self, *args, **kwargs)
 
         monkeypatch.setattr(StreamingBody, name, spy)
     return calls
@@ -257,7 +261,7 @@ def test_content_encoding_is_not_decoded(s3: FakeS3, tmp_path: Path, no_public_r
 @pytest.mark.parametrize("public", ["readinto", "read"])
 def test_without_the_private_path_the_public_one_gives_the_same(s3: FakeS3, tmp_path: Path, public: str,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transfer, "_direct_reader", lambda body: None)
+    monkeypatch.setattr(transfer, "_direct_reader", lambda body, **_: None)
     if public == "read":  # older botocore has no StreamingBody.readinto
         monkeypatch.delattr(StreamingBody, "readinto")
     s3.faults = {PART: "cut", 3 * PART: "reset"}
@@ -267,3 +271,53 @@ def test_without_the_private_path_the_public_one_gives_the_same(s3: FakeS3, tmp_
     s3.faults = {4 * PART: "extra"}
     with pytest.raises(IntegrityError, match="range at"):
         download(s3, tmp_path)
+
+
+# -- a body botocore would check against S3's checksum -------------------------------------------------
+
+
+def whole(s3: FakeS3, *, checked: bool) -> tuple[str, bytes]:
+    """One streamed GET of the whole object, through stream_download as the store's download makes it."""
+    from io import BytesIO
+
+    client = make_client(ClientSpec.for_store(Settings(bucket="b", endpoint_url=f"http://127.0.0.1:{s3.server_address[1]}",
+                                                       region="us-east-1", max_attempts=2)))
+    sink = BytesIO()
+    digest = stream_download(client, bucket="b", key="k", size=len(s3.data), sink=sink,
+                             progress=ProgressReporter(len(s3.data), lambda a, b: None),
+                             attempts=retry.Attempts(2), extra={}, etag=None, checked=checked)
+    return digest, sink.getvalue()
+
+
+def test_a_checksummed_body_is_not_hashed_twice_when_the_oid_is_checked(
+        s3: FakeS3, tmp_path: Path, no_public_reads: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    s3.checksum = base64.b64encode(hashlib.sha256(DATA).digest()).decode()
+    digest, data = whole(s3, checked=True)
+    assert s3.requests[-1].get("x-amz-checksum-mode") == "ENABLED"  # boto3's default: S3 sends its checksum
+    assert data == DATA and digest == hashlib.sha256(DATA).hexdigest()
+    assert no_public_reads == []  # straight from the socket: botocore did not hash the bytes as well
+    # The store's download is such a caller: fetch with the oid to check.
+    sink = tmp_path / "fetched"
+    with open(sink, "wb") as fh:
+        client = make_client(ClientSpec.for_store(Settings(bucket="b", endpoint_url=f"http://127.0.0.1:{s3.server_address[1]}",
+                                                           region="us-east-1")))
+        assert fetch(client, bucket="b", key="k", size=len(DATA), sink=fh,
+                     progress=ProgressReporter(len(DATA), lambda a, b: None),
+                     knobs=Knobs(multipart_threshold=len(DATA)), expect=digest) == digest
+    assert sink.read_bytes() == DATA and no_public_reads == []
+    # Without an oid to check it against (an oid being learnt), botocore reads and checks the body.
+    assert whole(s3, checked=False) == (digest, DATA)
+    assert no_public_reads != []
+
+
+def test_without_an_oid_to_check_botocores_check_of_the_checksum_stays(s3: FakeS3) -> None:
+    import base64
+
+    s3.checksum = base64.b64encode(hashlib.sha256(b"other bytes").digest()).decode()
+    with pytest.raises(StoreError) as failed:
+        whole(s3, checked=False)
+    assert failed.value.code == Code.INTEGRITY and "checksum" in failed.value.message
+    # With an oid to check, the caller's own check decides (here the bytes are the stored ones).
+    assert whole(s3, checked=True)[0] == hashlib.sha256(DATA).hexdigest()

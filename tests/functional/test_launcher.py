@@ -102,6 +102,28 @@ def test_idle_agents_start_no_python_once_the_settings_are_validated(repo_dir: P
     assert len(starts(log)) == 1  # then answered by the launcher alone
 
 
+def test_the_next_agent_finds_the_stamp_when_the_first_one_has_answered_init(repo_dir: Path,
+                                                                             tmp_path: Path) -> None:
+    python, log = counting_python(tmp_path)
+    install(repo_dir, python)
+    path = subprocess.run(["git", "config", "lfs.customtransfer.lfs-s3-agent.path"], cwd=repo_dir, text=True,
+                          capture_output=True, check=True).stdout.strip()
+    first = subprocess.Popen(["sh", "-c", f"{shlex.quote(path)} serve"], cwd=repo_dir, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    assert first.stdin is not None and first.stdout is not None
+    try:
+        first.stdin.write(INIT)
+        first.stdin.flush()
+        assert json.loads(first.stdout.readline()) == {}
+        # git-lfs starts the next agent now, while the first one still runs: it must find the stamp.
+        assert (repo_dir / ".git" / launcher.STAMP_NAME).exists()
+        assert session(repo_dir, INIT + TERMINATE)[0] == [{}]
+        assert len(starts(log)) == 1  # one validation in Python, not one per agent started meanwhile
+    finally:
+        first.stdin.close()
+        first.wait(timeout=30)
+
+
 def worker_starts(log: Path) -> int:
     return len([line for line in all_starts(log) if "-m lfs_s3_agent worker run" in line])
 

@@ -153,6 +153,30 @@ def log_path(directory: Path, key: str) -> Path:
     return directory / f"{key[:32]}.log"
 
 
+def move_log(directory: Path, old_key: str, new_key: str) -> None:
+    """Send this process's stderr to ``new_key``'s log when it goes to ``old_key``'s (an adopting worker).
+
+    A launcher starts the stamp's worker with its stderr appended to that key's log; a worker that
+    adopts another key (``adopt``) serves that key's agents, whose ``worker`` commands and users read
+    that key's log. Any other stderr (a terminal, a pipe) is left alone.
+    """
+    try:
+        current = os.fstat(2)
+        old = os.stat(log_path(directory, old_key))
+    except OSError:
+        return
+    if (current.st_dev, current.st_ino) != (old.st_dev, old.st_ino):
+        return
+    try:
+        fd = os.open(log_path(directory, new_key), os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                     | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError:
+        return  # the old log it is, then
+    sys.stderr.flush()
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def start_worker(directory: Path, key: str, worker_args: list[str], *, cwd: str | None = None) -> None:
     """Start ``lfs-s3-agent worker run`` detached and wait until it says it listens."""
     logfile = log_path(directory, key)

@@ -322,7 +322,9 @@ def run(key: str, flags: dict[str, Any], *, ready: IO[bytes]) -> int:
             if not rendezvous.adopt(directory, own):
                 log.info("the configuration changed while this worker started, and its worker runs already")
                 return 3
-            log.info("the configuration changed while this worker started; serving the new one")
+            log.info("the configuration changed while this worker started; serving the new one (log: %s)",
+                     rendezvous.log_path(directory, own))
+            rendezvous.move_log(directory, key, own)
             key = own
         path = rendezvous.socket_path(directory, key)
         rendezvous.prune(directory)

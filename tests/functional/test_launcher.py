@@ -240,6 +240,27 @@ def test_a_worker_that_adopts_its_key_logs_at_its_own_environments_level(repo_di
     assert b"listening on" in worker.stderr.read()  # an info line: what LFS_S3_LOG_LEVEL=info asks for
 
 
+def test_a_worker_that_adopts_a_key_writes_that_keys_log(repo_dir: Path, tmp_path: Path) -> None:
+    python, _ = counting_python(tmp_path)
+    install(repo_dir, python)
+    session(repo_dir, INIT + TERMINATE)
+    lines = (repo_dir / ".git" / launcher.STAMP_NAME).read_text().splitlines()
+    old_log = Path(lines[1].removesuffix(".sock") + ".log")
+    os.mkdir(lines[1] + ".starting")
+    env = {"LFS_S3_STATS_FILE": str(tmp_path / "stats.jsonl"), "LFS_S3_LOG_LEVEL": "info"}
+    # As the launcher starts it: stderr appended to the stamp's key's log.
+    worker = subprocess.Popen(["sh", "-c", 'log=$2; eval "set -- $1"; exec "$0" -P -m lfs_s3_agent "$@" 2>>"$log"',
+                               sys.executable, lines[2], str(old_log)], cwd=repo_dir, stdout=subprocess.PIPE,
+                              env={**os.environ, **env})
+    assert worker.stdout is not None and worker.stdout.readline() == b"ready\n"
+    (status,) = rendezvous.workers(rendezvous.runtime_dir())
+    new_log = Path(str(status["socket"]).removesuffix(".sock") + ".log")
+    stop_workers_of(status)
+    assert worker.wait(timeout=60) == 0
+    assert f"serving the new one (log: {new_log})" in old_log.read_text()  # where to look next
+    assert "listening on" in new_log.read_text() and "listening on" not in old_log.read_text()
+
+
 def stop_workers_of(status: dict[str, object]) -> None:
     rendezvous.control(Path(str(status["socket"])), "stop", timeout=60.0)
     wait_until(lambda: not rendezvous.workers(rendezvous.runtime_dir()), what="the worker to stop")

@@ -276,9 +276,17 @@ def control(path: Path, command: str, timeout: float = 60.0) -> dict[str, Any] |
 def workers(directory: Path, *, repo: str | None = None, stop: bool = False) -> list[dict[str, Any]]:
     """Status of each worker in ``directory`` (only ``repo``'s if given); with ``stop``, stop them.
 
-    Stopping waits for each worker's transfers to finish and for it to exit; its status then has
-    ``stopped`` (and ``error`` when it could not be stopped).
+    Stopping waits for workers being started to listen, for each worker's transfers to finish and
+    for it to exit; its status then has ``stopped`` (and ``error`` when it could not be stopped).
     """
+    if stop:
+        # A worker being started (its starter's marker is there) listens in a moment: wait for it, so
+        # that it is stopped too instead of outliving this stop (at most START_TIMEOUT for a start
+        # that never ends; wait_for_launched clears such a marker).
+        for marker in sorted(directory.glob("*.sock.starting")):
+            sock = wait_for_launched(marker.with_suffix(""))
+            if sock is not None:
+                sock.close()
     found = []
     for path in running_workers(directory):
         try:

@@ -261,6 +261,17 @@ def test_a_worker_that_adopts_a_key_writes_that_keys_log(repo_dir: Path, tmp_pat
     assert "listening on" in new_log.read_text() and "listening on" not in old_log.read_text()
 
 
+def test_worker_stop_also_stops_a_worker_that_is_still_starting(repo_dir: Path, tmp_path: Path) -> None:
+    python, _ = counting_python(tmp_path)
+    install(repo_dir, python)
+    session(repo_dir, INIT + TERMINATE)
+    worker = start_stamped_worker(repo_dir, {})  # as a launcher starts it: its marker, then the process
+    stopped = rendezvous.workers(rendezvous.runtime_dir(), stop=True)  # before it can listen
+    assert [w["pid"] for w in stopped] == [worker.pid] and stopped[0]["stopped"] is True
+    assert worker.wait(timeout=60) == 0
+    assert not rendezvous.workers(rendezvous.runtime_dir())
+
+
 def stop_workers_of(status: dict[str, object]) -> None:
     rendezvous.control(Path(str(status["socket"])), "stop", timeout=60.0)
     wait_until(lambda: not rendezvous.workers(rendezvous.runtime_dir()), what="the worker to stop")

@@ -99,7 +99,10 @@ class Agent:
                     # after the reply, the stamp lost that race: the first command after a settings
                     # change paid two Python validations (~0.15 CPU s each, one after the other,
                     # as git-lfs waits for each init reply) to save ~10 ms of this agent's reply.
-                    self.on_init()
+                    try:
+                        self.on_init()
+                    except Exception as exc:  # only an optimisation: never at the cost of the reply
+                        log.info("no stamp: %s: %s", type(exc).__name__, exc)
             self.writer.write(reply)
             return True
         if raw.get("event") == TERMINATE:

@@ -124,6 +124,23 @@ def test_the_next_agent_finds_the_stamp_when_the_first_one_has_answered_init(rep
         first.wait(timeout=30)
 
 
+def test_init_is_answered_when_the_stamp_cannot_be_written(repo_dir: Path, tmp_path: Path) -> None:
+    """Review of 150db54: the stamp is only an optimisation, but ``on_init`` now runs before the init reply,
+    so anything it raises cost the reply itself. Here git config includes a file whose name is not UTF-8:
+    the settings are valid (their values are read without the file names), but listing the files they come
+    from (``gitrepo.config_files``, ``--show-origin``) raised UnicodeDecodeError, and git-lfs got no reply."""
+    python, _ = counting_python(tmp_path)
+    install(repo_dir, python)
+    include = os.path.join(os.fsencode(tmp_path), b"included-\xe9.gitconfig")
+    with open(include, "wb") as fh:
+        fh.write(b"[core]\n")
+    with open(repo_dir / ".git" / "config", "ab") as fh:
+        fh.write(b"[include]\n\tpath = " + include + b"\n")
+    settle(repo_dir)
+    replies, _ = session(repo_dir, INIT + TERMINATE)
+    assert replies == [{}]
+
+
 def worker_starts(log: Path) -> int:
     return len([line for line in all_starts(log) if "-m lfs_s3_agent worker run" in line])
 

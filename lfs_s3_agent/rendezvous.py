@@ -235,7 +235,10 @@ def prune(directory: Path, older_than: float = 86400.0, settle: float = 60.0) ->
                     sock.close()
     for path in sorted(directory.iterdir()):
         with contextlib.suppress(OSError):
-            if (path.suffix in (".log", ".lock") and not path.with_suffix(".sock").exists()
+            # A worker being started (its marker is there) has no socket yet, and its log may be an old
+            # one it appends to (the launcher's ``2>>``, ``move_log``), which does not date it: kept.
+            owner = path.with_suffix(".sock")
+            if (path.suffix in (".log", ".lock") and not owner.exists() and not starting_marker(owner).exists()
                     and age(path) > older_than):
                 path.unlink()
                 removed.append(path)

@@ -289,6 +289,39 @@ def test_worker_stop_also_stops_a_worker_that_is_still_starting(repo_dir: Path, 
     assert not rendezvous.workers(rendezvous.runtime_dir())
 
 
+def test_an_adopting_worker_keeps_the_log_it_moved_to_when_that_log_is_old(repo_dir: Path, tmp_path: Path) -> None:
+    """Review of 80473e9: the adopted key's log may be left by a worker gone for days (prune keeps a log a
+    day after its last use). ``move_log`` opens it for appending, which does not date it, and the worker's
+    ``rendezvous.prune`` runs before it listens (no socket yet): it removed the log the worker had just
+    moved its stderr to, so everything it logged went to an unlinked file."""
+    python, _ = counting_python(tmp_path)
+    install(repo_dir, python)
+    session(repo_dir, INIT + TERMINATE)
+    lines = (repo_dir / ".git" / launcher.STAMP_NAME).read_text().splitlines()
+    old_log = Path(lines[1].removesuffix(".sock") + ".log")
+    env = {"LFS_S3_STATS_FILE": str(tmp_path / "stats.jsonl"), "LFS_S3_LOG_LEVEL": "info"}
+
+    def start() -> dict[str, object]:
+        os.mkdir(lines[1] + ".starting")
+        worker = subprocess.Popen(["sh", "-c", 'log=$2; eval "set -- $1"; exec "$0" -P -m lfs_s3_agent "$@" 2>>"$log"',
+                                   sys.executable, lines[2], str(old_log)], cwd=repo_dir, stdout=subprocess.PIPE,
+                                  env={**os.environ, **env})
+        assert worker.stdout is not None and worker.stdout.readline() == b"ready\n"
+        (status,) = rendezvous.workers(rendezvous.runtime_dir())
+        stop_workers_of(status)
+        assert worker.wait(timeout=60) == 0
+        return status
+
+    first = start()
+    new_log = Path(str(first["socket"]).removesuffix(".sock") + ".log")
+    assert new_log.exists()
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(new_log, (two_days_ago, two_days_ago))  # that worker stopped two days ago
+    second = start()
+    assert second["socket"] == first["socket"]  # the same key adopted again
+    assert f"worker {second['pid']} listening on" in new_log.read_text()
+
+
 def stop_workers_of(status: dict[str, object]) -> None:
     rendezvous.control(Path(str(status["socket"])), "stop", timeout=60.0)
     wait_until(lambda: not rendezvous.workers(rendezvous.runtime_dir()), what="the worker to stop")

@@ -110,6 +110,18 @@ def test_prune_removes_what_gone_workers_left_and_keeps_live_ones(tmp_path: Path
     assert sorted(p.name for p in directory.iterdir()) == ["live.lock", "live.log", "live.sock", "young.lock"]
 
 
+def test_prune_keeps_the_old_log_of_a_worker_being_started(tmp_path: Path) -> None:
+    """A worker prunes before it listens; its log, appended to (``2>>``, ``move_log``), may date from days ago."""
+    directory = tmp_path / "run"
+    directory.mkdir()
+    (directory / "starting.sock.starting").mkdir()  # the launcher's (or adopt's) marker: no socket yet
+    for name in ("starting.log", "starting.lock"):
+        (directory / name).write_text("a worker of three days ago\n")
+        past = os.stat(directory / name).st_mtime - 3 * 86400
+        os.utime(directory / name, (past, past))
+    assert rendezvous.prune(directory) == []
+
+
 def test_a_stale_launcher_marker_is_cleared(tmp_path: Path) -> None:
     import time
 

@@ -665,8 +665,8 @@ def _reader(body: Any, *, checked: bool = False) -> Callable[[memoryview], int]:
 def _direct_reader(body: Any, *, checked: bool = False) -> Callable[[memoryview], int] | None:
     import http.client
 
+    from botocore import httpchecksum
     from botocore.exceptions import ReadTimeoutError, ResponseStreamingError
-    from botocore.httpchecksum import StreamingChecksumBody
     from botocore.response import StreamingBody
     from urllib3.exceptions import IncompleteRead, ProtocolError
     from urllib3.exceptions import ReadTimeoutError as URLLib3ReadTimeoutError
@@ -674,7 +674,9 @@ def _direct_reader(body: Any, *, checked: bool = False) -> Callable[[memoryview]
     raw = getattr(body, "_raw_stream", None)
     fp = getattr(raw, "_fp", None)
     catcher = getattr(raw, "_error_catcher", None)
-    plain = type(body) is StreamingBody or (checked and type(body) is StreamingChecksumBody)
+    # A private name: a botocore without it has its checksummed bodies read (and checked) the public way.
+    checksummed = getattr(httpchecksum, "StreamingChecksumBody", None)
+    plain = type(body) is StreamingBody or (checked and checksummed is not None and type(body) is checksummed)
     if (not plain or not isinstance(fp, http.client.HTTPResponse) or not callable(catcher)
             or fp.chunked or fp.length is None or getattr(raw, "decode_content", True) is not False
             or getattr(raw, "length_remaining", None) != fp.length):

@@ -321,3 +321,16 @@ def test_without_an_oid_to_check_botocores_check_of_the_checksum_stays(s3: FakeS
     assert failed.value.code == Code.INTEGRITY and "checksum" in failed.value.message
     # With an oid to check, the caller's own check decides (here the bytes are the stored ones).
     assert whole(s3, checked=True)[0] == hashlib.sha256(DATA).hexdigest()
+
+
+def test_a_botocore_without_streamingchecksumbody_still_downloads(s3: FakeS3, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review of 23b3637: ``_direct_reader`` imports ``botocore.httpchecksum.StreamingChecksumBody``, a private
+    name, unconditionally. Private internals that are not as expected must mean the public read (slower,
+    not wrong); a botocore that renames or moves it failed every download, a plain one too."""
+    import botocore.httpchecksum
+
+    monkeypatch.delattr(botocore.httpchecksum, "StreamingChecksumBody")
+    digest, data, _ = download(s3, tmp_path)
+    assert data == DATA and digest == hashlib.sha256(DATA).hexdigest()
+    assert whole(s3, checked=True) == (digest, DATA)

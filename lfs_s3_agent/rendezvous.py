@@ -286,8 +286,8 @@ def workers(directory: Path, *, repo: str | None = None, stop: bool = False) -> 
         # A worker being started (its starter's marker is there) listens in a moment: wait for it, so
         # that it is stopped too instead of outliving this stop (at most START_TIMEOUT for a start
         # that never ends; wait_for_launched clears such a marker).
-        for marker in sorted(directory.glob("*.sock.starting")):
-            sock = wait_for_launched(marker.with_suffix(""))
+        for marker in sorted(directory.glob(f"*.sock{workerkey.STARTING_SUFFIX}")):
+            sock = wait_for_launched(marker.with_suffix(""))  # the socket: the marker without its suffix
             if sock is not None:
                 sock.close()
     found = []

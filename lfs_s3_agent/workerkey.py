@@ -143,9 +143,13 @@ def try_connect(path: str | os.PathLike[str]) -> socket.socket | None:
         raise RendezvousError(f"cannot connect to the shared worker at {os.fspath(path)}: {exc.strerror}") from None
 
 
+#: What a socket's path gets for its starting marker (the launcher's ``sh`` makes it too).
+STARTING_SUFFIX = ".starting"
+
+
 def starting_marker(path: str | os.PathLike[str]) -> str:
     """The directory whoever starts the worker for socket ``path`` makes first (one start at a time)."""
-    return os.fspath(path) + ".starting"
+    return os.fspath(path) + STARTING_SUFFIX
 
 
 def clear_starting(path: str | os.PathLike[str]) -> None:

@@ -214,7 +214,7 @@ def serve(stdin: IO[bytes], stdout: IO[bytes], store: ObjectStore, *, tmp_dir: P
           delegate: Delegate | None = None, cancel_check: Callable[[], None] | None = None,
           tmp_opener: lfsdirs.TmpOpener | None = None, unreachable: Unreachable | None = None,
           answered_init: bytes | None = None, first_lines: tuple[bytes, ...] = (),
-          on_init: Callable[[], None] | None = None) -> int:
+          on_init: Callable[[], None] | None = None, progress_sent: dict[str, int] | None = None) -> int:
     """Run one git-lfs session over the given streams; return the process exit status.
 
     ``delegate`` is offered each transfer request first; ``cancel_check`` is called as
@@ -222,10 +222,12 @@ def serve(stdin: IO[bytes], stdout: IO[bytes], store: ObjectStore, *, tmp_dir: P
     replaces creating a temporary file for each download; ``unreachable`` fails transfers at once
     after another object of the same git command found the endpoint unreachable. ``answered_init`` is
     an init request the launcher already answered, ``first_lines`` lines it read from stdin before
-    starting us; ``on_init`` runs when an init is accepted, before its reply is written.
+    starting us; ``on_init`` runs when an init is accepted, before its reply is written;
+    ``progress_sent``: ``bytesSoFar`` the process we took over from already told git-lfs, per oid (the
+    bar neither goes back nor counts those bytes twice when we move the object again).
     """
     reader = LineReader(stdin)
-    writer = ProgressGuard(stdout, unreachable)
+    writer = ProgressGuard(stdout, unreachable, progress_sent)
     agent = Agent(writer, store, tmp_dir=tmp_dir, config_error=config_error,
                   progress_interval=progress_interval, cancel_check=cancel_check, tmp_opener=tmp_opener,
                   on_init=on_init)

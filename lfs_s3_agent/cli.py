@@ -133,6 +133,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     # From the launcher (launcher.py), which reads the first lines itself.
     p.add_argument("--first-line", action="append", default=[], help=argparse.SUPPRESS)
     p.add_argument("--answered-init", help=argparse.SUPPRESS)
+    # From the thin relay when it hands a session over mid-object: OID=BYTES already reported to git-lfs.
+    p.add_argument("--progress-sent", action="append", default=[], help=argparse.SUPPRESS)
     p.add_argument("--stamp", help=argparse.SUPPRESS)
     p.add_argument("--stamp-sig", help=argparse.SUPPRESS)
     p.add_argument("--stamp-margin", type=float, default=2.0, help=argparse.SUPPRESS)
@@ -200,7 +202,8 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         return agent.serve(sys.stdin.buffer, protocol_out, store, tmp_dir=tmp_dir, config_error=config_error,
                            delegate=relay, unreachable=unreachable, first_lines=first_lines, on_init=on_init,
-                           answered_init=args.answered_init.encode() if args.answered_init else None)
+                           answered_init=args.answered_init.encode() if args.answered_init else None,
+                           progress_sent=_progress_sent(args.progress_sent))
     except BrokenPipeError:
         return 0  # git-lfs went away; nothing left to tell it
     finally:
@@ -210,6 +213,19 @@ def run_serve(args: argparse.Namespace) -> int:
             from lfs_s3_agent.procstats import write_stats
 
             write_stats(os.environ["LFS_S3_STATS_FILE"], store.requests)
+
+
+def _progress_sent(values: list[str]) -> dict[str, int]:
+    """``--progress-sent OID=BYTES`` values as a dict; a malformed one (only our thin relay writes them) is
+    skipped: it can only cost the progress bar a step back."""
+    sent: dict[str, int] = {}
+    for value in values:
+        oid, eq, count = value.rpartition("=")
+        if eq and oid and count.isdigit():
+            sent[oid] = int(count)
+        else:
+            log.debug("ignoring --progress-sent %r", value)
+    return sent
 
 
 def _shared_worker_args(args: argparse.Namespace) -> list[str]:

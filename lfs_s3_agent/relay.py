@@ -57,13 +57,19 @@ class ProgressGuard(LineWriter):
 
     When the shared worker fails mid-object, this process starts the object again from
     byte 0: events that would move git-lfs's bar backwards are dropped and the first one
-    past the old mark counts only the new bytes.
+    past the old mark counts only the new bytes. ``reported``: the marks of a process this one
+    took over from (the thin relay's, passed by ``exec`` as ``--progress-sent OID=BYTES``).
     """
 
-    def __init__(self, stream: IO[bytes], unreachable: Unreachable | None = None) -> None:
+    def __init__(self, stream: IO[bytes], unreachable: Unreachable | None = None,
+                 reported: dict[str, int] | None = None) -> None:
         super().__init__(stream)
-        self._reported: dict[str, int] = {}
+        self._reported: dict[str, int] = dict(reported or {})
         self.unreachable = unreachable
+
+    def in_flight(self) -> dict[str, int]:
+        """``bytesSoFar`` last told to git-lfs for each object not yet complete."""
+        return dict(self._reported)
 
     def write(self, message: dict[str, Any]) -> None:
         event, oid = message.get("event"), message.get("oid")

@@ -20,7 +20,8 @@ older mtime, a symlink pointed elsewhere keeps its target's). If one is not, it 
 next agent validates in Python) and hands the session to the full agent.
 
 argv (after ``-c``'s): PACKAGE_DIR PYTHON STAMP SIGNATURE AGENT_ARGS... ``--answered-init`` INIT
-``--first-line`` LINE (``launcher.launcher_script``).
+``--first-line`` LINE (``launcher.launcher_script``). The full agent gets the same, one ``--first-line``
+per line not yet answered, and ``--progress-sent OID=BYTES`` for an object the worker left unfinished.
 """
 
 from __future__ import annotations
@@ -195,6 +196,11 @@ def main(argv: list[str]) -> NoReturn:
     def full_agent(pending: list[bytes]) -> NoReturn:
         """Become the full agent (same process), handing it the lines not yet answered."""
         argv = [python, "-P", "-m", "lfs_s3_agent", *agent_args, "--answered-init", init]
+        # What git-lfs was already told of an object the worker did not finish: the full agent moves it again
+        # from byte 0, and its ProgressGuard must neither send git-lfs's bar back nor count those bytes twice.
+        for oid, count in (writer.in_flight() if writer is not None else {}).items():
+            if "\0" not in oid and len(oid) < _ARG_MAX:
+                argv += ["--progress-sent", f"{oid}={count}"]
         for line in pending + lines.rest():
             if b"\0" in line or len(line) > _ARG_MAX:
                 unpassable(line)  # cannot be an argument; no request that long or with a NUL is valid

@@ -4,9 +4,10 @@ Each ``Fault`` matches requests by method and a regex on the path (query include
 for its first ``times`` matches, does one thing wrong: answers with an S3 error status
 (500, 503 SlowDown, 403), resets the connection while the request or the response body
 is in flight, truncates or corrupts the response body, or stalls past the client's
-read timeout, or (``strip-checksums``) forwards the request and removes every ``x-amz-checksum-*``
-header and ``<Checksum...>`` element from the answer, as a store that keeps no checksums (Ceph
-RGW 16) answers. Everything else is forwarded unchanged. Only 127.0.0.1 is used.
+read timeout (``stall``: before answering; ``stall-body``: after half the body), or
+(``strip-checksums``) forwards the request and removes every ``x-amz-checksum-*`` header and
+``<Checksum...>`` element from the answer, as a store that keeps no checksums (Ceph RGW 16) answers.
+Everything else is forwarded unchanged. Only 127.0.0.1 is used.
 
 ``behaviours`` make the proxy act, for every request, as other stores are reported to (issue 13):
 
@@ -41,7 +42,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-KINDS = ("status", "reset-request", "reset-response", "truncate", "corrupt", "stall", "strip-checksums")
+KINDS = ("status", "reset-request", "reset-response", "truncate", "corrupt", "stall", "stall-body",
+         "strip-checksums")
 _CHECKSUM_ELEMENT = re.compile(rb"<Checksum(?:SHA256|SHA1|CRC32C?|CRC64NVME|Type)>[^<]*</Checksum[A-Za-z0-9]*>")
 BEHAVIOURS = ("reject-checksum-headers", "require-delete-md5", "strip-sse", "ignore-if-none-match",
               "early-precondition")
@@ -250,10 +252,12 @@ class FaultProxy:
         h.end_headers()
         if h.command == "HEAD":
             return
-        if fault is not None and fault.kind in ("truncate", "reset-response") and len(data) > 1:
+        if fault is not None and fault.kind in ("truncate", "reset-response", "stall-body") and len(data) > 1:
             h.wfile.write(data[: len(data) // 2])
             h.wfile.flush()
-            if fault.kind == "reset-response":
+            if fault.kind == "stall-body":
+                self._stop.wait(fault.stall_seconds)  # the client has half the body (and said so)
+            if fault.kind in ("reset-response", "stall-body"):
                 _reset(h.connection)
             else:
                 h.connection.shutdown(socket.SHUT_RDWR)

@@ -170,10 +170,10 @@ class Git:
         assert proc.returncode == 0, f"git {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
         return proc.stdout
 
-    def popen(self, *args: str) -> subprocess.Popen[str]:
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         """Start git in the background (stdout and stderr piped): for tests that act mid-command."""
         return subprocess.Popen(["git", *args], cwd=self.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=self.env)
+                                text=True, env={**self.env, **(env or {})})
 
     def agent(self, *args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([sys.executable, "-m", "lfs_s3_agent", *args], cwd=cwd or self.path,

@@ -7,6 +7,8 @@ and ``lfs-s3-agent worker status --json``.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import os
 import signal
@@ -14,6 +16,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from lfs_s3_agent.s3.transfer import CHUNK
 from tests.e2e.conftest import Git, commit_all, known_store, tree_digests
 from tests.faultproxy import Fault, FaultProxy
 from tests.polling import wait_until
@@ -192,6 +195,45 @@ def test_a_worker_killed_mid_download_is_finished_by_the_agents(make_clone: Any,
     assert pull.returncode == 0, err
     assert tree_digests(b.path) == tree_digests(a.path)
     assert not [p for p in (b.path / ".git" / "lfs" / "tmp").iterdir() if p.name.startswith("lfs-s3-agent-")]
+
+
+def progress_of(log: Path, name: str) -> list[int]:
+    """``bytesSoFar`` of each progress line git-lfs wrote for ``name`` (``GIT_LFS_PROGRESS``: "download 1/1
+    524288/1048576 NAME", git-lfs tq/meter.go)."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [int(line.split()[2].split("/")[0]) for line in lines
+            if line.startswith("download ") and line.split()[3:] == [name]]
+
+
+def test_a_worker_killed_mid_object_never_sends_git_lfs_progress_back(make_clone: Any, s3: MotoServer,
+                                                                       bucket: str, tmp_path: Path) -> None:
+    """The thin relay tells the full agent it hands the object to what git-lfs has already been told."""
+    a = make_clone("a")
+    a.run("lfs", "track", "*.bin")
+    (a.path / "warm.bin").write_bytes(os.urandom(1000))
+    victim = os.urandom(4 * CHUNK)  # reads are CHUNK long: half the body is 2 progress events
+    (a.path / "victim.bin").write_bytes(victim)
+    commit_all(a, "data")
+    a.run("push", "origin", "HEAD:main")
+    with FaultProxy(s3.endpoint, ca_bundle=getattr(s3, "ca_bundle", None)) as proxy:
+        b = make_clone("b", endpoint_url=proxy.endpoint)
+        b.run("lfs", "pull", "-I", "warm.bin")  # the settings validated (the stamp: thin relays) and a warm worker
+        stall = proxy.add(Fault("stall-body", "GET", hashlib.sha256(victim).hexdigest(), times=1,
+                                stall_seconds=120))
+        progress = tmp_path / "progress.log"
+        pull = b.popen("lfs", "pull", "-I", "victim.bin", env={"GIT_LFS_PROGRESS": str(progress)})
+        wait_until(lambda: stall.injected == 1 and progress_of(progress, "victim.bin") != [],
+                   "the worker to report the first half of the object")
+        (worker,) = status(b)
+        os.kill(worker["pid"], signal.SIGKILL)
+        _, err = pull.communicate(timeout=300)
+    assert pull.returncode == 0, err
+    assert (b.path / "victim.bin").read_bytes() == victim
+    told = progress_of(progress, "victim.bin")
+    assert 0 < told[0] < len(victim) and told[-1] == len(victim)
+    # Each event's bytesSinceLast is what git-lfs adds to its total: an event that does not move bytesSoFar
+    # forward (the full agent starting the object again from byte 0) counts bytes git-lfs already had.
+    assert all(a < b for a, b in itertools.pairwise(told)), f"bytes told twice or sent back: {told}"
 
 
 def test_an_unsafe_runtime_dir_falls_back_to_the_agents_and_says_why(make_clone: Any, tmp_path: Path) -> None:

@@ -57,3 +57,24 @@ def test_threads_produce_monotonic_totals_that_add_up() -> None:
     assert so_far == sorted(so_far) and len(set(so_far)) == len(so_far)
     assert so_far[-1] == size
     assert sum(b for _, b in events) == size
+
+
+def test_a_taken_over_object_is_neither_sent_back_nor_counted_twice() -> None:
+    """ProgressGuard seeded with what the thin relay told git-lfs (``--progress-sent``, issue 15)."""
+    import io
+    import json
+
+    from lfs_s3_agent.cli import _progress_sent
+    from lfs_s3_agent.relay import ProgressGuard
+
+    sent = _progress_sent(["a" * 64 + "=2048", "no-count=", "=12", "b=x1", "c=-1"])
+    assert sent == {"a" * 64: 2048}  # malformed values (only the thin relay writes them) are skipped
+    out = io.BytesIO()
+    guard = ProgressGuard(out, reported=sent)
+    for so_far in (1024, 2048, 3072, 4096):  # the object moved again from byte 0
+        guard.write({"event": "progress", "oid": "a" * 64, "bytesSoFar": so_far, "bytesSinceLast": 1024})
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(e["bytesSoFar"], e["bytesSinceLast"]) for e in events] == [(3072, 1024), (4096, 1024)]
+    assert guard.in_flight() == {"a" * 64: 4096}
+    guard.write({"event": "complete", "oid": "a" * 64, "path": "/tmp/x"})
+    assert guard.in_flight() == {}

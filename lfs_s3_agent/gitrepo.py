@@ -21,11 +21,14 @@ NOT_A_REPO = (
 
 
 def git(*args: str, cwd: str | os.PathLike[str] | None = None, check: bool = True,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run git with captured text output; raise GitError with git's message on failure."""
+        env: dict[str, str] | None = None, errors: str = "strict") -> subprocess.CompletedProcess[str]:
+    """Run git with captured text output; raise GitError with git's message on failure.
+
+    ``errors``: how bytes that are not UTF-8 decode (``surrogateescape`` for file names, which ``os`` takes back).
+    """
     try:
         proc = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, env=env, check=False
+            ["git", *args], cwd=cwd, capture_output=True, text=True, env=env, check=False, errors=errors
         )
     except FileNotFoundError:
         raise GitError("git is not installed or not on PATH: install git (e.g. `apt-get install git`)") from None
@@ -70,9 +73,11 @@ def config_files(cwd: str | os.PathLike[str], git_dir: str | os.PathLike[str]) -
     to it), included ones too (absolute paths, in git's order), and
     ``<git dir>/HEAD`` when an ``includeIf "onbranch:..."`` makes what is read depend on the branch.
 
-    What the launcher's stamp must be newer than for the settings it validated to still hold.
+    What the launcher's stamp must be newer than for the settings it validated to still hold. A file name
+    that is not UTF-8 comes back as ``os.fsdecode`` gives it (surrogate escapes), the stamp keeps its bytes.
     """
-    proc = git("config", "--includes", "--list", "--show-origin", "-z", cwd=cwd, check=False)
+    proc = git("config", "--includes", "--list", "--show-origin", "-z", cwd=cwd, check=False,
+               errors="surrogateescape")
     if proc.returncode not in (0, 1):
         raise GitError(f"cannot read git config: {proc.stderr.strip()}")
     entries = proc.stdout.split("\0")

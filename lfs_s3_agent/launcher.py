@@ -263,6 +263,7 @@ class StampedWorker(NamedTuple):
 
 #: Lines of a stamp before its list of config files: the signature and a ``StampedWorker``.
 STAMP_HEAD = thinrelay.STAMP_HEAD
+STAMP_ERRORS = thinrelay.STAMP_ERRORS
 assert len(StampedWorker._fields) + 1 == STAMP_HEAD  # the thin relay reads what write_stamp writes
 
 
@@ -281,7 +282,7 @@ def write_stamp(path: str, signature: str, validated_at: float, worker: StampedW
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8", errors=STAMP_ERRORS)
         when = validated_at - margin
         os.utime(tmp, (when, when))
         os.replace(tmp, target)
@@ -300,7 +301,7 @@ def restamp_worker(path: Path, worker: StampedWorker | None) -> None:
         return
     try:
         st = path.stat()
-        lines = path.read_text(encoding="utf-8").split("\n")
+        lines = path.read_text(encoding="utf-8", errors=STAMP_ERRORS).split("\n")
     except (OSError, UnicodeDecodeError):
         return
     if lines[-1:] == [""]:
@@ -312,7 +313,7 @@ def restamp_worker(path: Path, worker: StampedWorker | None) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         new = [lines[0], *worker.lines(), *lines[STAMP_HEAD:]]
-        tmp.write_text("".join(f"{line}\n" for line in new), encoding="utf-8")
+        tmp.write_text("".join(f"{line}\n" for line in new), encoding="utf-8", errors=STAMP_ERRORS)
         os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
         os.replace(tmp, path)
     except OSError:

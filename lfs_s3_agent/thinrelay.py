@@ -49,6 +49,9 @@ _LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 #: then one ``IDENTITY<TAB>PATH`` line per file the settings were read from.
 STAMP_FIELDS = ("signature", "socket", "command", "limit", "config", "tmp_dir", "mark", "package")
 STAMP_HEAD = len(STAMP_FIELDS)
+#: The stamp holds file names and the launcher's signature as bytes (sh reads them so); those that are not
+#: UTF-8 are surrogate escapes in Python, as ``os.fsdecode`` and ``sys.argv`` give them.
+STAMP_ERRORS = "surrogateescape"
 #: Longest line handed to the full agent as an argument (the kernel takes 128 KiB per argument).
 _ARG_MAX = 64 * 1024
 
@@ -65,7 +68,7 @@ def file_identity(path: str) -> str:
 def read_stamp(path: str, signature: str) -> dict[str, str] | None:
     """The stamp's fields, when it still has ``signature`` and every file it lists is the one recorded."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8", errors=STAMP_ERRORS) as fh:
             lines = fh.read().split("\n")
     except (OSError, UnicodeDecodeError):
         return None

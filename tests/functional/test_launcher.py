@@ -124,21 +124,29 @@ def test_the_next_agent_finds_the_stamp_when_the_first_one_has_answered_init(rep
         first.wait(timeout=30)
 
 
-def test_init_is_answered_when_the_stamp_cannot_be_written(repo_dir: Path, tmp_path: Path) -> None:
-    """Review of 150db54: the stamp is only an optimisation, but ``on_init`` now runs before the init reply,
-    so anything it raises cost the reply itself. Here git config includes a file whose name is not UTF-8:
-    the settings are valid (their values are read without the file names), but listing the files they come
-    from (``gitrepo.config_files``, ``--show-origin``) raised UnicodeDecodeError, and git-lfs got no reply."""
-    python, _ = counting_python(tmp_path)
+def test_an_include_whose_file_name_is_not_utf8_gets_a_stamp(repo_dir: Path, tmp_path: Path) -> None:
+    """git config includes a file whose name is not UTF-8. Listing the files the settings come from
+    (``gitrepo.config_files``, ``--show-origin``) raised UnicodeDecodeError: since 150db54 that cost the init
+    reply (review, b3b8276), then no stamp was written and every later agent validated the settings in
+    Python again. The name now travels as its bytes: a stamp, and a change to that file is still seen."""
+    python, log = counting_python(tmp_path)
     install(repo_dir, python)
     include = os.path.join(os.fsencode(tmp_path), b"included-\xe9.gitconfig")
     with open(include, "wb") as fh:
-        fh.write(b"[core]\n")
+        fh.write(b"[user]\n\tname = someone\n")
     with open(repo_dir / ".git" / "config", "ab") as fh:
         fh.write(b"[include]\n\tpath = " + include + b"\n")
+    past = time.time() - 10
+    os.utime(include, (past, past))
     settle(repo_dir)
     replies, _ = session(repo_dir, INIT + TERMINATE)
-    assert replies == [{}]
+    assert replies == [{}] and len(starts(log)) == 1
+    assert include in (repo_dir / ".git" / launcher.STAMP_NAME).read_bytes()
+    replies, _ = session(repo_dir, INIT + TERMINATE)
+    assert replies == [{}] and len(starts(log)) == 1  # answered from the stamp
+    os.utime(include)  # the included file changed: validated again
+    replies, _ = session(repo_dir, INIT + TERMINATE)
+    assert replies == [{}] and len(starts(log)) == 2
 
 
 def worker_starts(log: Path) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 from botocore.exceptions import ClientError, ReadTimeoutError
@@ -184,6 +185,20 @@ def test_config_error_fails_init_with_code_32(harness: Harness) -> None:
     assert "lfs-s3-agent install" in s.messages[0]["error"]["message"]
     assert s.completes()[0]["error"]["code"] == Code.BAD_REQUEST  # no transfers without a good init
     assert harness.calls == []
+
+
+def test_init_is_answered_when_on_init_fails(harness: Harness) -> None:
+    """``on_init`` (the launcher's stamp, only an optimisation) runs before the init reply since 150db54:
+    whatever it raises is logged and the reply is still written (review, b3b8276)."""
+    from lfs_s3_agent.agent import serve
+
+    def stamp() -> None:
+        raise UnicodeEncodeError("utf-8", "x", 0, 1, "a stamp that cannot be written")
+
+    out = io.BytesIO()
+    lines = b"".join(json.dumps(m).encode() + b"\n" for m in (INIT_UP, TERMINATE))
+    assert serve(io.BytesIO(lines), out, harness.store, tmp_dir=harness.tmp_dir, on_init=stamp) == 0
+    assert out.getvalue() == b"{}\n"
 
 
 def test_eof_without_terminate_exits_cleanly(harness: Harness) -> None:

@@ -70,8 +70,9 @@ def committed_file(rev: str, path: str, cwd: str | os.PathLike[str] | None = Non
 
 def config_files(cwd: str | os.PathLike[str], git_dir: str | os.PathLike[str]) -> list[str]:
     """Every file git config reads in ``cwd`` (a work tree's top or a git dir: git names files relative
-    to it), included ones too (absolute paths, in git's order), and
-    ``<git dir>/HEAD`` when an ``includeIf "onbranch:..."`` makes what is read depend on the branch.
+    to it), included ones too (absolute paths, in git's order), every file an ``include.path`` or
+    ``includeIf.<condition>.path`` names (one that is missing or empty today may say something tomorrow),
+    and ``<git dir>/HEAD`` when an ``includeIf "onbranch:..."`` makes what is read depend on the branch.
 
     What the launcher's stamp must be newer than for the settings it validated to still hold. A file name
     that is not UTF-8 comes back as ``os.fsdecode`` gives it (surrogate escapes), the stamp keeps its bytes.
@@ -82,15 +83,27 @@ def config_files(cwd: str | os.PathLike[str], git_dir: str | os.PathLike[str]) -
         raise GitError(f"cannot read git config: {proc.stderr.strip()}")
     entries = proc.stdout.split("\0")
     files: list[str] = []
+    named: list[str] = []
     for origin, entry in zip(entries[0::2], entries[1::2], strict=False):
         path = os.path.abspath(os.path.join(cwd, origin[5:])) if origin.startswith("file:") else None
         if path is not None and path not in files:
             files.append(path)
-        if entry.lower().startswith("includeif.onbranch:"):
+        key, _, value = entry.partition("\n")
+        key = key.lower()
+        if key.startswith("includeif.onbranch:"):
             head = os.path.join(os.fspath(git_dir), "HEAD")
             if head not in files:
                 files.append(head)
-    return files
+        if (key == "include.path" or (key.startswith("includeif.") and key.endswith(".path"))) and value:
+            # git's rules (git-config(1), "Includes"): ~/ is the home directory, a relative path is relative
+            # to the file that holds the directive (none: an include given with -c cannot be relative).
+            if value.startswith("~/"):
+                named.append(os.path.expanduser(value))
+            elif os.path.isabs(value):
+                named.append(os.path.abspath(value))
+            elif path is not None:
+                named.append(os.path.abspath(os.path.join(os.path.dirname(path), value)))
+    return files + [f for f in dict.fromkeys(named) if f not in files]
 
 
 def head_files(cwd: str | os.PathLike[str], git_dir: str | os.PathLike[str], common_dir: str | os.PathLike[str],

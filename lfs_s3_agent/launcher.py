@@ -27,12 +27,12 @@ runs is a sh script that:
   objects to the worker and ``exec``s the full agent for anything else; otherwise the full agent.
 
 The stamp also lists every file the settings were read from (git config files with their
-``include.path`` files, ``gitrepo.config_files``; the settings file; ``HEAD`` and its branch when the
-settings came from ``HEAD``), each with its identity: one that is newer than the stamp or gone sends
-the launcher to Python for the init, and one replaced without a newer mtime (``mv``, a symlink pointed
-elsewhere) is caught by the thin relay, which removes the stamp; the thin relay trusts the stamp's
-settings, so nothing else may change them unseen. (An included file that did not exist at the
-validation, and is created later with an old mtime, is still not seen.)
+``include.path`` files, ``gitrepo.config_files``, and every file an include names, also one missing or
+empty then; the settings file; ``HEAD`` and its branch when the settings came from ``HEAD``), each with
+its identity and by its bytes (a name that is not UTF-8 too): one that is newer than the stamp or gone
+sends the launcher to Python for the init, and one replaced without a newer mtime (``mv``, a symlink
+pointed elsewhere) or created since with an old one (``cp -p``) is caught by the thin relay, which removes
+the stamp; the thin relay trusts the stamp's settings, so nothing else may change them unseen.
 
 Every Python start here is ``python -P``: git-lfs runs agents in the work tree, and without ``-P``
 the current directory comes first on ``sys.path``, so a repository that commits an

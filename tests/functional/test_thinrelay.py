@@ -118,6 +118,26 @@ def test_a_changed_include_file_is_validated_again(repo_dir: Path, tmp_path: Pat
     assert len(starts(log)) == 3 and all("--stamp " in line for line in starts(log))
 
 
+def test_an_include_file_created_after_the_validation_is_seen(repo_dir: Path, tmp_path: Path) -> None:
+    """An ``include.path`` (here relative, as git resolves it: to the including file's directory) naming a
+    file that does not exist yet is listed as absent: created later, even dated in the past (``cp -p``, an
+    unpacked archive), it is a change the thin relay sees. Before, a file git config had not read was not
+    in the stamp at all, and its new settings went unseen while the stamp held."""
+    subprocess.run(["git", "config", "include.path", "../team.gitconfig"], cwd=repo_dir, check=True)
+    log = validated(repo_dir, tmp_path)
+    included = repo_dir / "team.gitconfig"
+    listed = (repo_dir / ".git" / launcher.STAMP_NAME).read_text().splitlines()[launcher.STAMP_HEAD:]
+    assert f"absent\t{included}" in listed
+    included.write_text('[lfs-s3-agent]\n\tregion = not a region\n')
+    past = time.time() - 3600
+    os.utime(included, (past, past))
+    replies, _ = session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE)
+    assert replies[0] == {}  # the launcher's -nt cannot see it (older, and absent files are not compared)
+    assert replies[1]["error"]["code"] == 32 and "not a region" in replies[1]["error"]["message"]  # type: ignore[index]
+    assert thin_starts(log) and len(full_starts(log)) == 1  # the thin relay saw it and handed over
+    assert not (repo_dir / ".git" / launcher.STAMP_NAME).exists()
+
+
 class Session:
     """One agent as git-lfs runs it, fed a line at a time."""
 

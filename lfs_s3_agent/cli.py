@@ -221,7 +221,7 @@ def _progress_sent(values: list[str]) -> dict[str, int]:
     sent: dict[str, int] = {}
     for value in values:
         oid, eq, count = value.rpartition("=")
-        if eq and oid and count.isdigit():
+        if eq and oid and count.isascii() and count.isdigit() and len(count) < 20:
             sent[oid] = int(count)
         else:
             log.debug("ignoring --progress-sent %r", value)

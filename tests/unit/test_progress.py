@@ -67,7 +67,7 @@ def test_a_taken_over_object_is_neither_sent_back_nor_counted_twice() -> None:
     from lfs_s3_agent.cli import _progress_sent
     from lfs_s3_agent.relay import ProgressGuard
 
-    sent = _progress_sent(["a" * 64 + "=2048", "no-count=", "=12", "b=x1", "c=-1"])
+    sent = _progress_sent(["a" * 64 + "=2048", "no-count=", "=12", "b=x1", "c=-1", "d=\u00b2", "e=" + "9" * 5000])
     assert sent == {"a" * 64: 2048}  # malformed values (only the thin relay writes them) are skipped
     out = io.BytesIO()
     guard = ProgressGuard(out, reported=sent)

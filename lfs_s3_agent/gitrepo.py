@@ -84,8 +84,10 @@ def config_files(cwd: str | os.PathLike[str], git_dir: str | os.PathLike[str]) -
     entries = proc.stdout.split("\0")
     files: list[str] = []
     named: list[str] = []
+    # Paths as git opens them, not normalised: ``link/../x`` is where the kernel takes git, through the symlink.
+    base = os.path.abspath(cwd)
     for origin, entry in zip(entries[0::2], entries[1::2], strict=False):
-        path = os.path.abspath(os.path.join(cwd, origin[5:])) if origin.startswith("file:") else None
+        path = os.path.join(base, origin[5:]) if origin.startswith("file:") else None
         if path is not None and path not in files:
             files.append(path)
         key, _, value = entry.partition("\n")
@@ -95,15 +97,22 @@ def config_files(cwd: str | os.PathLike[str], git_dir: str | os.PathLike[str]) -
             if head not in files:
                 files.append(head)
         if (key == "include.path" or (key.startswith("includeif.") and key.endswith(".path"))) and value:
-            # git's rules (git-config(1), "Includes"): ~/ is the home directory, a relative path is relative
-            # to the file that holds the directive (none: an include given with -c cannot be relative).
-            if value.startswith("~/"):
-                named.append(os.path.expanduser(value))
+            # git's rules (git-config(1), "Includes"): ~/ and ~user/ are home directories, a relative path is
+            # relative to the file that holds the directive (none: an include given with -c cannot be
+            # relative). Left out: a name with a newline (a stamp cannot hold it: it would never be written)
+            # and ``%(prefix)/`` (where git was installed: a file git itself may not read here).
+            if value.startswith("~"):
+                target = os.path.expanduser(value)
             elif os.path.isabs(value):
-                named.append(os.path.abspath(value))
-            elif path is not None:
-                named.append(os.path.abspath(os.path.join(os.path.dirname(path), value)))
-    return files + [f for f in dict.fromkeys(named) if f not in files]
+                target = value
+            elif path is not None and not value.startswith("%(prefix)/"):
+                target = os.path.join(os.path.dirname(path), value)
+            else:
+                continue
+            if "\n" not in target and not target.startswith("~"):  # ~nobody/: git cannot read it either
+                named.append(target)
+    listed = set(files)
+    return files + [f for f in dict.fromkeys(named) if f not in listed]
 
 
 def head_files(cwd: str | os.PathLike[str], git_dir: str | os.PathLike[str], common_dir: str | os.PathLike[str],

@@ -7,7 +7,8 @@ runs is a sh script that:
 
 - answers ``{}`` to init itself when the settings are known good: a *stamp* written by the last
   Python agent that validated them, holding a signature (the git dir, the work tree, the agent's
-  arguments, every ``LFS_S3_*`` setting and the environment that chooses git's config files) and
+  arguments, every ``LFS_S3_*`` setting, the environment that chooses git's config files and the
+  ``GIT_CONFIG_KEY_<n>``/``GIT_CONFIG_VALUE_<n>`` pairs of ``GIT_CONFIG_COUNT``) and
   older than every config source (local, worktree, global, XDG and system git config, and the
   committed settings file). Anything else (no stamp, another signature, a source changed since)
   starts Python for the init, which validates, answers (code 32 on bad settings) and writes the stamp;
@@ -29,10 +30,10 @@ runs is a sh script that:
 The stamp also lists every file the settings were read from (git config files with their
 ``include.path`` files, ``gitrepo.config_files``, and every file an include names, also one missing or
 empty then; the settings file; ``HEAD`` and its branch when the settings came from ``HEAD``), each with
-its identity and by its bytes (a name that is not UTF-8 too): one that is newer than the stamp or gone
-sends the launcher to Python for the init, and one replaced without a newer mtime (``mv``, a symlink
-pointed elsewhere) or created since with an old one (``cp -p``) is caught by the thin relay, which removes
-the stamp; the thin relay trusts the stamp's settings, so nothing else may change them unseen.
+its identity and by its bytes (a name that is not UTF-8 too): one that is newer than the stamp, gone, or
+missing then and there now (whatever its date: ``cp -p``) sends the launcher to Python for the init, and
+one replaced without a newer mtime (``mv``, a symlink pointed elsewhere) is caught by the thin relay,
+which removes the stamp; the thin relay trusts the stamp's settings, so nothing else may change them unseen.
 
 Every Python start here is ``python -P``: git-lfs runs agents in the work tree, and without ``-P``
 the current directory comes first on ``sys.path``, so a repository that commits an
@@ -156,13 +157,25 @@ sig="v3|$gd|$cd|$top|$*|{env_sig}|"
 for f in "$cd/config" "$gd/config.worktree" "$top/{settings.SETTINGS_FILE}" "$global" "$xdg" "$system"; do
   if [ -e "$f" ]; then sig="${{sig}}1"; else sig="${{sig}}0"; fi
 done
+# git config -c as the environment gives it (git-config(1) ENVIRONMENT): the keys and values count, not
+# only how many there are. More than 9999, or not a number: Python decides.
+n=${{GIT_CONFIG_COUNT-}}
+case $n in *[!0-9]*|?????*) slow "$@" ;; esac
+i=0
+while [ "$i" -lt "${{n:-0}}" ]; do
+  eval "sig=\\$sig\\"|\\${{GIT_CONFIG_KEY_$i-}}=\\${{GIT_CONFIG_VALUE_$i-}}\\""
+  i=$((i + 1))
+done
 slowinit() {{ exec "$py" -P -m lfs_s3_agent "$@" --stamp "$stamp" --stamp-sig "$sig" \\
   --stamp-margin {margin:g} --first-line "$init"; }}
 case $sig in *"$nl"*) slow "$@" ;; esac
-saved= sock= wcmd= limit= cfg= tmpd= mark= pkg= files=
+saved= sock= wcmd= limit= cfg= tmpd= mark= pkg= files= born=
 [ -f "$stamp" ] && {{ IFS= read -r saved; IFS= read -r sock; IFS= read -r wcmd; IFS= read -r limit
   IFS= read -r cfg; IFS= read -r tmpd; IFS= read -r mark; IFS= read -r pkg
-  while IFS= read -r f; do case $f in absent"$tab"*) ;; *) files=$files${{f#*"$tab"}}$nl ;; esac; done; }} < "$stamp"
+  while IFS= read -r f; do case $f in
+    absent"$tab"*) born=$born${{f#*"$tab"}}$nl ;;
+    *) files=$files${{f#*"$tab"}}$nl ;;
+  esac; done; }} < "$stamp"
 [ "$saved" = "$sig" ] || slowinit "$@"
 for f in "$cd/config" "$gd/config.worktree" "$top/{settings.SETTINGS_FILE}" "$global" "$xdg" "$system"; do
   if [ "$f" -nt "$stamp" ]; then slowinit "$@"; fi
@@ -170,6 +183,9 @@ done
 IFS=$nl
 for f in $files; do  # every file git config read at the validation (include.path...): still there, not newer
   if [ ! -e "$f" ] || [ "$f" -nt "$stamp" ]; then IFS=; slowinit "$@"; fi
+done
+for f in $born; do  # and every one an include named that was missing then: still missing, whatever its date
+  if [ -e "$f" ]; then IFS=; slowinit "$@"; fi
 done
 IFS=
 printf '{{}}\\n' || exit 0

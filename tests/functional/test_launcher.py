@@ -149,6 +149,54 @@ def test_an_include_whose_file_name_is_not_utf8_gets_a_stamp(repo_dir: Path, tmp
     assert replies == [{}] and len(starts(log)) == 2
 
 
+def test_git_config_from_the_environment_is_part_of_the_signature(repo_dir: Path, tmp_path: Path) -> None:
+    """``GIT_CONFIG_COUNT`` with ``GIT_CONFIG_KEY_<n>``/``GIT_CONFIG_VALUE_<n>`` is configuration too (git-config(1)
+    ENVIRONMENT): another value is another signature, validated in Python (review of d7cbd7d: only the count
+    was in it). A count that is not a number, or over 9999, leaves it to Python."""
+    python, log = counting_python(tmp_path)
+    install(repo_dir, python)
+    (tmp_path / "bad.gitconfig").write_text("[lfs-s3-agent]\n\tregion = not a region\n")
+    env = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "user.name", "GIT_CONFIG_VALUE_0": "someone"}
+    for _ in range(2):
+        replies, _ = session(repo_dir, INIT + TERMINATE, env=env)
+        assert replies == [{}]
+    assert len(starts(log)) == 1
+    bad = {**env, "GIT_CONFIG_KEY_0": "include.path", "GIT_CONFIG_VALUE_0": str(tmp_path / "bad.gitconfig")}
+    replies, _ = session(repo_dir, INIT + TERMINATE, env=bad)
+    assert replies[0]["error"]["code"] == 32 and "not a region" in replies[0]["error"]["message"]  # type: ignore[index]
+    for count in ("x", "10000"):
+        session(repo_dir, INIT + TERMINATE, env={**env, "GIT_CONFIG_COUNT": count})
+    assert len(starts(log)) == 4
+
+
+def test_an_include_named_with_a_newline_does_not_cost_the_stamp(repo_dir: Path, tmp_path: Path) -> None:
+    """A stamp holds one file name per line: an include naming a file with a newline (in a condition that
+    does not even hold here) is left out of it, not a reason to write no stamp (review of d7cbd7d)."""
+    python, log = counting_python(tmp_path)
+    install(repo_dir, python)
+    with open(repo_dir / ".git" / "config", "a") as fh:
+        fh.write('[includeIf "gitdir:/nowhere/"]\n\tpath = "/nowhere/a\\nb"\n')
+    settle(repo_dir)
+    for _ in range(2):
+        replies, _ = session(repo_dir, INIT + TERMINATE)
+        assert replies == [{}]
+    assert len(starts(log)) == 1
+
+
+def test_an_include_created_later_is_seen_without_the_thin_relay(repo_dir: Path, tmp_path: Path) -> None:
+    """The launcher itself checks that an include missing at the validation still is: with the shared worker
+    off there is no thin relay to see it at the first request (review of d7cbd7d)."""
+    python, log = counting_python(tmp_path)
+    subprocess.run(["git", "config", "include.path", "../team.gitconfig"], cwd=repo_dir, check=True)
+    install(repo_dir, python, "--shared-worker", "false")
+    session(repo_dir, INIT + TERMINATE)
+    session(repo_dir, INIT + TERMINATE)
+    assert len(starts(log)) == 1
+    (repo_dir / "team.gitconfig").write_text("[lfs-s3-agent]\n\tregion = not a region\n")
+    replies, _ = session(repo_dir, INIT + TERMINATE)
+    assert replies[0]["error"]["code"] == 32 and "not a region" in replies[0]["error"]["message"]  # type: ignore[index]
+
+
 def worker_starts(log: Path) -> int:
     return len([line for line in all_starts(log) if "-m lfs_s3_agent worker run" in line])
 

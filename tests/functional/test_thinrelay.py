@@ -121,21 +121,46 @@ def test_a_changed_include_file_is_validated_again(repo_dir: Path, tmp_path: Pat
 def test_an_include_file_created_after_the_validation_is_seen(repo_dir: Path, tmp_path: Path) -> None:
     """An ``include.path`` (here relative, as git resolves it: to the including file's directory) naming a
     file that does not exist yet is listed as absent: created later, even dated in the past (``cp -p``, an
-    unpacked archive), it is a change the thin relay sees. Before, a file git config had not read was not
-    in the stamp at all, and its new settings went unseen while the stamp held."""
+    unpacked archive), it sends the launcher to Python for the init. Before, a file git config had not read
+    was not in the stamp at all, and its new settings went unseen while the stamp held."""
     subprocess.run(["git", "config", "include.path", "../team.gitconfig"], cwd=repo_dir, check=True)
     log = validated(repo_dir, tmp_path)
     included = repo_dir / "team.gitconfig"
     listed = (repo_dir / ".git" / launcher.STAMP_NAME).read_text().splitlines()[launcher.STAMP_HEAD:]
-    assert f"absent\t{included}" in listed
+    assert f"absent\t{repo_dir / '.git' / '..' / 'team.gitconfig'}" in listed  # as git opens it
+    session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE)
+    assert len(starts(log)) == 2 and len(thin_starts(log)) == 1  # the stamp holds while it is missing
     included.write_text('[lfs-s3-agent]\n\tregion = not a region\n')
     past = time.time() - 3600
     os.utime(included, (past, past))
-    replies, _ = session(repo_dir, INIT + BAD_DOWNLOAD + TERMINATE)
-    assert replies[0] == {}  # the launcher's -nt cannot see it (older, and absent files are not compared)
-    assert replies[1]["error"]["code"] == 32 and "not a region" in replies[1]["error"]["message"]  # type: ignore[index]
-    assert thin_starts(log) and len(full_starts(log)) == 1  # the thin relay saw it and handed over
-    assert not (repo_dir / ".git" / launcher.STAMP_NAME).exists()
+    replies, _ = session(repo_dir, INIT + TERMINATE)
+    assert replies[0]["error"]["code"] == 32 and "not a region" in replies[0]["error"]["message"]  # type: ignore[index]
+    assert len(starts(log)) == 3
+
+
+def test_an_include_reached_through_a_symlinked_directory_is_watched_where_git_reads_it(
+        repo_dir: Path, tmp_path: Path) -> None:
+    """``link/main.cfg`` includes ``../team.gitconfig``: git opens ``link/../team.gitconfig``, which the kernel
+    resolves through the symlink (``real/team.gitconfig``), not the ``team.gitconfig`` beside ``link``
+    (review of d7cbd7d: paths were normalised as text)."""
+    real = tmp_path / "real" / "sub"
+    real.mkdir(parents=True)
+    (tmp_path / "home").mkdir()
+    os.symlink(real, tmp_path / "home" / "link")
+    (real / "main.cfg").write_text("[include]\n\tpath = ../team.gitconfig\n")
+    team = tmp_path / "real" / "team.gitconfig"
+    team.write_text("[lfs-s3-agent]\n\tregion = eu-west-1\n")
+    past = time.time() - 10
+    for path in (real / "main.cfg", team):
+        os.utime(path, (past, past))
+    subprocess.run(["git", "config", "include.path", str(tmp_path / "home" / "link" / "main.cfg")],
+                   cwd=repo_dir, check=True)
+    log = validated(repo_dir, tmp_path)
+    session(repo_dir, INIT + TERMINATE)
+    assert len(starts(log)) == 1  # the stamp holds
+    team.write_text("[lfs-s3-agent]\n\tregion = not a region\n")
+    replies, _ = session(repo_dir, INIT + TERMINATE)
+    assert replies[0]["error"]["code"] == 32 and "not a region" in replies[0]["error"]["message"]  # type: ignore[index]
 
 
 class Session:

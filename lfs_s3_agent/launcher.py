@@ -158,14 +158,17 @@ for f in "$cd/config" "$gd/config.worktree" "$top/{settings.SETTINGS_FILE}" "$gl
   if [ -e "$f" ]; then sig="${{sig}}1"; else sig="${{sig}}0"; fi
 done
 # git config -c as the environment gives it (git-config(1) ENVIRONMENT): the keys and values count, not
-# only how many there are. More than 9999, or not a number: Python decides.
+# only how many there are. More than 9999, or not a number: Python decides, as it does for a signature too
+# long to pass as one argument (the kernel takes 128 KiB; a character may take 4 bytes).
 n=${{GIT_CONFIG_COUNT-}}
 case $n in *[!0-9]*|?????*) slow "$@" ;; esac
 i=0
 while [ "$i" -lt "${{n:-0}}" ]; do
-  eval "sig=\\$sig\\"|\\${{GIT_CONFIG_KEY_$i-}}=\\${{GIT_CONFIG_VALUE_$i-}}\\""
+  eval "k=\\${{GIT_CONFIG_KEY_$i+=\\$GIT_CONFIG_KEY_$i}} v=\\${{GIT_CONFIG_VALUE_$i+=\\$GIT_CONFIG_VALUE_$i}}"
+  sig="$sig|${{#k}}$k${{#v}}$v"  # lengths first: no value can pass for another pair; unset is not empty
   i=$((i + 1))
 done
+[ "${{#sig}}" -le 30000 ] || slow "$@"
 slowinit() {{ exec "$py" -P -m lfs_s3_agent "$@" --stamp "$stamp" --stamp-sig "$sig" \\
   --stamp-margin {margin:g} --first-line "$init"; }}
 case $sig in *"$nl"*) slow "$@" ;; esac

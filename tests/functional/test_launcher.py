@@ -169,6 +169,35 @@ def test_git_config_from_the_environment_is_part_of_the_signature(repo_dir: Path
     assert len(starts(log)) == 4
 
 
+def test_git_config_pairs_from_the_environment_cannot_pass_for_others(repo_dir: Path, tmp_path: Path) -> None:
+    """Review of 948e150: ``|key=value`` pairs joined as text let ``x.y='1|lfs-s3-agent.region=bad'``,
+    ``user.name=u`` sign like ``x.y=1``, ``lfs-s3-agent.region='bad|user.name=u'``: the bad settings were
+    answered from the good ones' stamp. Each key and value now comes with its length."""
+    python, log = counting_python(tmp_path)
+    install(repo_dir, python)
+    good = {"GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_0": "x.y", "GIT_CONFIG_VALUE_0": "1|lfs-s3-agent.region=bad",
+            "GIT_CONFIG_KEY_1": "user.name", "GIT_CONFIG_VALUE_1": "u"}
+    bad = {"GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_0": "x.y", "GIT_CONFIG_VALUE_0": "1",
+           "GIT_CONFIG_KEY_1": "lfs-s3-agent.region", "GIT_CONFIG_VALUE_1": "bad|user.name=u"}
+    assert session(repo_dir, INIT + TERMINATE, env=good)[0] == [{}]
+    replies, _ = session(repo_dir, INIT + TERMINATE, env=bad)
+    assert replies[0]["error"]["code"] == 32 and len(starts(log)) == 2  # type: ignore[index]
+
+
+def test_a_signature_too_long_for_an_argument_is_left_to_python(repo_dir: Path, tmp_path: Path) -> None:
+    """Review of 948e150: two 70 kB values (git takes them) made the signature longer than the 128 KiB the
+    kernel takes in one argument: the launcher's exec failed and git-lfs got no init reply."""
+    python, log = counting_python(tmp_path)
+    install(repo_dir, python)
+    big = "a" * 70000
+    env = {"GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_0": "x.a", "GIT_CONFIG_VALUE_0": big,
+           "GIT_CONFIG_KEY_1": "x.b", "GIT_CONFIG_VALUE_1": big}
+    for _ in range(2):
+        replies, _ = session(repo_dir, INIT + TERMINATE, env=env)  # session() asserts exit status 0
+        assert replies == [{}]
+    assert len(starts(log)) == 2  # no stamp for it: Python validates each time
+
+
 def test_an_include_named_with_a_newline_does_not_cost_the_stamp(repo_dir: Path, tmp_path: Path) -> None:
     """A stamp holds one file name per line: an include naming a file with a newline (in a condition that
     does not even hold here) is left out of it, not a reason to write no stamp (review of d7cbd7d)."""

@@ -184,6 +184,25 @@ def test_git_config_pairs_from_the_environment_cannot_pass_for_others(repo_dir: 
     assert replies[0]["error"]["code"] == 32 and len(starts(log)) == 2  # type: ignore[index]
 
 
+def test_neighbouring_environment_settings_cannot_pass_for_each_other(repo_dir: Path, tmp_path: Path) -> None:
+    """Review of 948e150, older than it: the environment's values were joined with '|' as text, so
+    GIT_CONFIG_GLOBAL='g.cfg|1' with GIT_CONFIG_NOSYSTEM='' signed like GIT_CONFIG_GLOBAL='g.cfg' with
+    GIT_CONFIG_NOSYSTEM='1|', and the second (another global config, with a bad region) was answered
+    from the first one's stamp. Each value now comes with its length."""
+    python, log = counting_python(tmp_path)
+    install(repo_dir, python)
+    good, bad = tmp_path / "g.cfg|1", tmp_path / "g.cfg"
+    good.write_text("[user]\n\tname = someone\n")
+    bad.write_text("[lfs-s3-agent]\n\tregion = not a region\n")
+    past = time.time() - 10
+    for path in (good, bad):
+        os.utime(path, (past, past))
+    replies, _ = session(repo_dir, INIT + TERMINATE, env={"GIT_CONFIG_GLOBAL": str(good), "GIT_CONFIG_NOSYSTEM": ""})
+    assert replies == [{}]
+    replies, _ = session(repo_dir, INIT + TERMINATE, env={"GIT_CONFIG_GLOBAL": str(bad), "GIT_CONFIG_NOSYSTEM": "1|"})
+    assert "error" in replies[0] and len(starts(log)) == 2
+
+
 def test_a_signature_too_long_for_an_argument_is_left_to_python(repo_dir: Path, tmp_path: Path) -> None:
     """Review of 948e150: two 70 kB values (git takes them) made the signature longer than the 128 KiB the
     kernel takes in one argument: the launcher's exec failed and git-lfs got no init reply."""

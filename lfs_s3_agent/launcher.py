@@ -114,8 +114,9 @@ def launcher_script(python: str | None = None, margin: float = STAMP_MARGIN) -> 
     """The agent git-lfs runs as ``sh -c '<path> serve [flags]'``; ``margin``: how early stamps are dated."""
     py = sh_quote(python or sys.executable)
     env_names = sorted({spec.env for spec in settings.FIELDS} | set(GIT_CONFIG_ENV))
-    # Each value with its length first: joined as text, 'a|' then '' would sign like 'a' then '|'.
-    env_sig = "|".join("${#%s}:${%s-}" % (name, name) for name in env_names)  # noqa: UP031 - sh, not Python
+    # Each value with its length first (joined as text, 'a|' then '' would sign like 'a' then '|'), and a
+    # ':' only when it is set: git reads an empty GIT_CONFIG_GLOBAL otherwise than none.
+    env_sig = "|".join("${#%s}${%s+:}${%s-}" % (name, name, name) for name in env_names)  # noqa: UP031 - sh
     return f"""#!{SHELL}
 {LAUNCHER_MARK}: written by `lfs-s3-agent install`, replaced by the next install; do not edit.
 # Answers git-lfs's init without Python when the settings are known good, exits on terminate

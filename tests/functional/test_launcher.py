@@ -203,6 +203,18 @@ def test_neighbouring_environment_settings_cannot_pass_for_each_other(repo_dir: 
     assert "error" in replies[0] and len(starts(log)) == 2
 
 
+def test_an_empty_environment_setting_is_not_an_unset_one(repo_dir: Path, tmp_path: Path) -> None:
+    """git reads an empty GIT_CONFIG_GLOBAL as a file named '' (``git config --global`` fails), not as no
+    setting: the signature tells a set empty value from an unset one, so Python decides such an init."""
+    python, log = counting_python(tmp_path)
+    install(repo_dir, python)
+    assert "GIT_CONFIG_GLOBAL" not in os.environ
+    assert session(repo_dir, INIT + TERMINATE)[0] == [{}]
+    assert session(repo_dir, INIT + TERMINATE)[0] == [{}] and len(starts(log)) == 1
+    session(repo_dir, INIT + TERMINATE, env={"GIT_CONFIG_GLOBAL": ""})
+    assert len(starts(log)) == 2
+
+
 def test_a_signature_too_long_for_an_argument_is_left_to_python(repo_dir: Path, tmp_path: Path) -> None:
     """Review of 948e150: two 70 kB values (git takes them) made the signature longer than the 128 KiB the
     kernel takes in one argument: the launcher's exec failed and git-lfs got no init reply."""
